@@ -1,0 +1,159 @@
+//! `trailhose run`: build the pipeline a config describes, run its source to the end, report.
+
+use anyhow::{Context, Result};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use trailhose_config::{Config, SinkConfig, SourceConfig};
+use trailhose_pipeline::deadletter::DeadLetterFile;
+use trailhose_pipeline::dir_source::{run_dir_source, DirSource, SourceReport};
+use trailhose_pipeline::emit::ChunkLimits;
+use trailhose_pipeline::sinks::discard::DiscardSink;
+use trailhose_pipeline::sinks::ndjson::{NdjsonSink, Target};
+use trailhose_pipeline::{Pipeline, SinkReport, SinkSpec};
+
+pub struct RunReport {
+    pub source: SourceReport,
+    pub sinks: Vec<SinkReport>,
+    pub by_key: std::collections::BTreeMap<(String, String, String), u64>,
+    pub unrouted: u64,
+    pub dead_letters: u64,
+    pub dead_letter_path: std::path::PathBuf,
+    pub elapsed: Duration,
+}
+
+impl RunReport {
+    /// A run is clean when every object was read and delivered.
+    pub fn is_clean(&self) -> bool {
+        self.source.files_failed == 0
+            && self.source.objects_undelivered == 0
+            && self.sinks.iter().all(|s| s.failed_deliveries == 0)
+    }
+}
+
+pub fn build_sinks(cfg: &Config) -> Vec<SinkSpec> {
+    cfg.sinks
+        .iter()
+        .map(|s| match s {
+            SinkConfig::Ndjson(c) => SinkSpec {
+                sink: Box::new(NdjsonSink {
+                    name: c.name.clone(),
+                    target: Target::Dir {
+                        dir: c.dir.clone(),
+                        prefix: c.prefix.clone(),
+                        max_file_bytes: c.max_file_bytes,
+                        fsync: c.fsync,
+                    },
+                    shape: c.shape,
+                }),
+                filter: c.filter.clone(),
+            },
+            SinkConfig::Stdout(c) => SinkSpec {
+                sink: Box::new(NdjsonSink {
+                    name: c.name.clone(),
+                    target: Target::Stdout,
+                    shape: c.shape,
+                }),
+                filter: c.filter.clone(),
+            },
+            SinkConfig::Discard(c) => SinkSpec {
+                sink: Box::new(DiscardSink {
+                    name: c.name.clone(),
+                }),
+                filter: c.filter.clone(),
+            },
+        })
+        .collect()
+}
+
+pub async fn run_config(cfg: &Config) -> Result<RunReport> {
+    let started = Instant::now();
+    let pipeline = Pipeline::start(build_sinks(cfg), cfg.pipeline.channel_capacity);
+    let dlq = Arc::new(DeadLetterFile::new(&cfg.dead_letter.path));
+    let source = match &cfg.source {
+        SourceConfig::Dir(d) => {
+            let src = DirSource {
+                path: d.path.clone(),
+                layout: d.layout,
+                parse_workers: cfg.pipeline.workers(),
+                limits: cfg.limits.to_limits(),
+                chunking: ChunkLimits {
+                    max_records: cfg.pipeline.chunk_records,
+                    max_bytes: cfg.pipeline.chunk_bytes,
+                },
+            };
+            run_dir_source(src, pipeline.input(), dlq.clone())
+                .await
+                .with_context(|| format!("reading {}", d.path.display()))?
+        }
+    };
+    let stats = pipeline.stats.clone();
+    let sinks = pipeline.shutdown().await;
+    Ok(RunReport {
+        source,
+        sinks,
+        by_key: stats.snapshot_by_key(),
+        unrouted: stats.unrouted.load(std::sync::atomic::Ordering::Relaxed),
+        dead_letters: dlq.count(),
+        dead_letter_path: cfg.dead_letter.path.clone(),
+        elapsed: started.elapsed(),
+    })
+}
+
+pub fn print_report(r: &RunReport) {
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    let mb = r.source.decompressed_bytes as f64 / 1e6;
+    eprintln!(
+        "files read: {} ({} failed, {} objects delivered, {} not delivered)",
+        r.source.files_read,
+        r.source.files_failed,
+        r.source.objects_delivered,
+        r.source.objects_undelivered
+    );
+    for (reason, n) in &r.source.files_skipped {
+        eprintln!("files skipped: {n} ({reason})");
+    }
+    eprintln!(
+        "records: {}  uncompressed: {:.1} MB  compressed: {:.1} MB  time: {:.2} s  throughput: {:.1} MB/s, {:.0} records/s",
+        r.source.records,
+        mb,
+        r.source.compressed_bytes as f64 / 1e6,
+        secs,
+        mb / secs,
+        r.source.records as f64 / secs
+    );
+    for s in &r.sinks {
+        eprintln!(
+            "sink {}: {} records, {:.1} MB written, {} dead-lettered, {} failed deliveries",
+            s.name,
+            s.records,
+            s.bytes as f64 / 1e6,
+            s.dead_lettered,
+            s.failed_deliveries
+        );
+        for e in &s.errors {
+            eprintln!("  error: {e}");
+        }
+    }
+    if r.unrouted > 0 {
+        eprintln!(
+            "records matched by no sink filter (dropped by routing): {}",
+            r.unrouted
+        );
+    }
+    if !r.by_key.is_empty() {
+        eprintln!("events by account / region / category:");
+        for ((a, g, c), n) in &r.by_key {
+            eprintln!("  {a:<14} {g:<16} {c:<12} {n:>10}");
+        }
+    }
+    for f in &r.source.failures {
+        eprintln!("error: {f}");
+    }
+    if r.dead_letters > 0 {
+        eprintln!(
+            "dead letters: {} (written to {})",
+            r.dead_letters,
+            r.dead_letter_path.display()
+        );
+    }
+}

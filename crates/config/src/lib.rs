@@ -1,0 +1,369 @@
+//! The configuration file. Unknown keys are errors (a typo must not silently fall back to a
+//! default), and semantic checks run after parsing so `check-config` reports everything a run
+//! would trip over.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use trailhose_core::Limits;
+use trailhose_pipeline::dir_source::Layout;
+use trailhose_pipeline::filter::RecordFilter;
+use trailhose_pipeline::sinks::ndjson::Shape;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{path}: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("{path}: {}", .problems.join("; "))]
+    Invalid { path: String, problems: Vec<String> },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// A local directory in S3 key layout.
+    Dir(DirSourceConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirSourceConfig {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub layout: Layout,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Files parsed at once; 0 = one per core.
+    pub parse_workers: usize,
+    /// Bound of every channel, in chunks.
+    pub channel_capacity: usize,
+    pub chunk_records: usize,
+    pub chunk_bytes: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            parse_workers: 0,
+            channel_capacity: 16,
+            chunk_records: 1000,
+            chunk_bytes: 1 << 20,
+        }
+    }
+}
+
+impl PipelineConfig {
+    pub fn workers(&self) -> usize {
+        if self.parse_workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            self.parse_workers
+        }
+    }
+
+    /// Upper bound of record bytes held in channels: each channel holds at most
+    /// `channel_capacity` chunks of at most `chunk_bytes` (plus one record) each.
+    pub fn memory_bound_bytes(&self, sinks: usize, max_record: usize) -> usize {
+        let chunk = self.chunk_bytes + max_record;
+        (self.channel_capacity * (1 + sinks) + self.workers()) * chunk
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_record_bytes: usize,
+    pub max_depth: u32,
+    pub max_decompressed_bytes: u64,
+    pub max_ratio: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            max_record_bytes: l.max_record_bytes,
+            max_depth: l.max_depth,
+            max_decompressed_bytes: l.max_decompressed_bytes,
+            max_ratio: l.max_ratio,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn to_limits(&self) -> Limits {
+        Limits {
+            max_record_bytes: self.max_record_bytes,
+            max_depth: self.max_depth,
+            max_decompressed_bytes: self.max_decompressed_bytes,
+            max_ratio: self.max_ratio,
+            ..Limits::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterConfig {
+    pub path: PathBuf,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            path: PathBuf::from("trailhose-dead-letter.ndjson"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkConfig {
+    /// Rotating NDJSON files.
+    Ndjson(NdjsonSinkConfig),
+    Stdout(StdoutSinkConfig),
+    /// Counts and drops (benchmarks).
+    Discard(DiscardSinkConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NdjsonSinkConfig {
+    pub name: String,
+    pub dir: PathBuf,
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    #[serde(default)]
+    pub fsync: bool,
+    #[serde(default)]
+    pub shape: Shape,
+    #[serde(default)]
+    pub filter: RecordFilter,
+}
+
+fn default_prefix() -> String {
+    "records".into()
+}
+
+fn default_max_file_bytes() -> u64 {
+    128 << 20
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    pub name: String,
+    #[serde(default)]
+    pub shape: Shape,
+    #[serde(default)]
+    pub filter: RecordFilter,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscardSinkConfig {
+    pub name: String,
+    #[serde(default)]
+    pub filter: RecordFilter,
+}
+
+impl SinkConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            SinkConfig::Ndjson(c) => &c.name,
+            SinkConfig::Stdout(c) => &c.name,
+            SinkConfig::Discard(c) => &c.name,
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            reason: e.to_string().trim().replace('\n', " | "),
+        })?;
+        let problems = cfg.problems();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_string(),
+                problems,
+            })
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut cfg = Config::from_toml(&text, &shown)?;
+        cfg.resolve_relative_to(path.parent().unwrap_or(Path::new(".")));
+        Ok(cfg)
+    }
+
+    /// Relative paths in a config file are relative to the current directory, like every
+    /// command-line tool; this is a hook should that ever change. Kept explicit on purpose.
+    fn resolve_relative_to(&mut self, _dir: &Path) {}
+
+    /// Semantic checks that types cannot express.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.sinks.is_empty() {
+            p.push("no [[sinks]] configured: records would have nowhere to go".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for s in &self.sinks {
+            if s.name().is_empty() {
+                p.push("a sink has an empty name".into());
+            } else if !names.insert(s.name()) {
+                p.push(format!("sink name `{}` is used twice", s.name()));
+            }
+            if let SinkConfig::Ndjson(n) = s {
+                if n.max_file_bytes < 1024 {
+                    p.push(format!(
+                        "sinks.{}: max_file_bytes = {} is below 1024",
+                        n.name, n.max_file_bytes
+                    ));
+                }
+                if n.prefix.is_empty() || n.prefix.contains('/') {
+                    p.push(format!(
+                        "sinks.{}: prefix must be a non-empty file name part",
+                        n.name
+                    ));
+                }
+            }
+        }
+        let pl = &self.pipeline;
+        if pl.channel_capacity == 0 || pl.channel_capacity > 4096 {
+            p.push(format!(
+                "pipeline.channel_capacity = {} must be 1..=4096",
+                pl.channel_capacity
+            ));
+        }
+        if pl.chunk_records == 0 || pl.chunk_records > 100_000 {
+            p.push(format!(
+                "pipeline.chunk_records = {} must be 1..=100000",
+                pl.chunk_records
+            ));
+        }
+        if pl.chunk_bytes < 1024 || pl.chunk_bytes > 64 << 20 {
+            p.push(format!(
+                "pipeline.chunk_bytes = {} must be 1 KiB..=64 MiB",
+                pl.chunk_bytes
+            ));
+        }
+        if pl.parse_workers > 256 {
+            p.push(format!(
+                "pipeline.parse_workers = {} is above 256",
+                pl.parse_workers
+            ));
+        }
+        let l = &self.limits;
+        if l.max_record_bytes < 1024 {
+            p.push(format!(
+                "limits.max_record_bytes = {} is below 1024",
+                l.max_record_bytes
+            ));
+        }
+        if l.max_depth < 4 {
+            p.push(format!("limits.max_depth = {} is below 4", l.max_depth));
+        }
+        if l.max_ratio < 2 {
+            p.push(format!("limits.max_ratio = {} is below 2", l.max_ratio));
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[source]
+type = "dir"
+path = "sample"
+
+[[sinks]]
+type = "ndjson"
+name = "files"
+dir = "out"
+shape = "envelope"
+[sinks.filter]
+event_category = ["Management"]
+
+[[sinks]]
+type = "stdout"
+name = "console"
+"#;
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = Config::from_toml(GOOD, "t.toml").expect("valid");
+        assert_eq!(c.sinks.len(), 2);
+        assert_eq!(c.pipeline.chunk_records, 1000);
+        match &c.sinks[0] {
+            SinkConfig::Ndjson(n) => {
+                assert_eq!(n.shape, Shape::Envelope);
+                assert_eq!(n.filter.event_category, vec!["Management".to_string()]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_location() {
+        let bad = GOOD.replace("shape = \"envelope\"", "shaep = \"envelope\"");
+        let e = Config::from_toml(&bad, "t.toml").expect_err("typo");
+        let s = e.to_string();
+        assert!(s.contains("shaep") && s.contains("t.toml"), "{s}");
+        let bad = GOOD.replace("[source]", "[source]\nbogus = 1");
+        let s = Config::from_toml(&bad, "t.toml")
+            .expect_err("typo")
+            .to_string();
+        assert!(s.contains("bogus"), "{s}");
+        let bad = GOOD.replace("type = \"stdout\"", "type = \"carrier-pigeon\"");
+        let s = Config::from_toml(&bad, "t.toml")
+            .expect_err("bad type")
+            .to_string();
+        assert!(s.contains("carrier-pigeon"), "{s}");
+    }
+
+    #[test]
+    fn semantic_problems_are_all_listed() {
+        let bad = GOOD.replace("name = \"console\"", "name = \"files\"")
+            + "\n[pipeline]\nchannel_capacity = 0\n";
+        let s = Config::from_toml(&bad, "t.toml")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            s.contains("used twice") && s.contains("channel_capacity"),
+            "{s}"
+        );
+    }
+}

@@ -1,0 +1,302 @@
+//! Key fields of a record, read with simd-json. The record's original bytes are never touched:
+//! they are copied to a scratch buffer because simd-json unescapes in place.
+
+use crate::error::ParseError;
+use crate::timefmt::parse_rfc3339_ms;
+use simd_json::{Buffers, Node, StaticNode, Tape};
+
+/// A field's location inside [`KeyFields::text`]. `u32` keeps the struct small; key fields are
+/// short by CloudTrail's own limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+    present: bool,
+}
+
+macro_rules! key_fields {
+    ($( $field:ident => $json:literal ),* $(,)?) => {
+        /// The fields every stage needs without parsing the record again. All strings share one
+        /// allocation.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct KeyFields {
+            text: String,
+            /// `eventTime` as epoch milliseconds; `None` when absent or not RFC 3339.
+            pub event_time_ms: Option<i64>,
+            pub read_only: Option<bool>,
+            pub management_event: Option<bool>,
+            $( $field: Span, )*
+        }
+
+        impl KeyFields {
+            $(
+                #[doc = concat!("`", $json, "`")]
+                pub fn $field(&self) -> Option<&str> {
+                    self.get(self.$field)
+                }
+            )*
+
+            /// Every string field as (JSON path, value), for generic consumers (routing, tests).
+            pub fn strings(&self) -> Vec<(&'static str, &str)> {
+                let mut v = Vec::new();
+                $( if let Some(s) = self.$field() { v.push(($json, s)); } )*
+                v
+            }
+        }
+    };
+}
+
+key_fields! {
+    event_time => "eventTime",
+    event_id => "eventID",
+    event_name => "eventName",
+    event_source => "eventSource",
+    aws_region => "awsRegion",
+    event_type => "eventType",
+    event_category => "eventCategory",
+    event_version => "eventVersion",
+    recipient_account_id => "recipientAccountId",
+    source_ip_address => "sourceIPAddress",
+    error_code => "errorCode",
+    user_type => "userIdentity.type",
+    user_arn => "userIdentity.arn",
+    user_account_id => "userIdentity.accountId",
+    user_principal_id => "userIdentity.principalId",
+    user_name => "userIdentity.userName",
+}
+
+impl KeyFields {
+    fn get(&self, s: Span) -> Option<&str> {
+        if !s.present {
+            return None;
+        }
+        self.text.get(s.start as usize..(s.start + s.len) as usize)
+    }
+
+    fn put(&mut self, s: &str) -> Span {
+        let start = self.text.len() as u32;
+        self.text.push_str(s);
+        Span {
+            start,
+            len: s.len() as u32,
+            present: true,
+        }
+    }
+
+    /// The account a record belongs to: `recipientAccountId`, else the caller's account.
+    pub fn account(&self) -> Option<&str> {
+        self.recipient_account_id().or(self.user_account_id())
+    }
+}
+
+/// Reuses simd-json's buffers across records, so reading key fields allocates only the
+/// [`KeyFields`] text.
+pub struct FieldParser {
+    scratch: Vec<u8>,
+    buffers: Buffers,
+    tape: Option<Tape<'static>>,
+}
+
+impl Default for FieldParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn span_of(node: &Node<'_>) -> usize {
+    match node {
+        // The header node itself is not in `count`.
+        Node::Object { count, .. } | Node::Array { count, .. } => *count + 1,
+        _ => 1,
+    }
+}
+
+impl FieldParser {
+    pub fn new() -> Self {
+        FieldParser {
+            scratch: Vec::with_capacity(64 * 1024),
+            buffers: Buffers::new(64 * 1024),
+            tape: Some(Tape::null().reset()),
+        }
+    }
+
+    /// Validates `record` as a JSON object and reads its key fields. `index` and `offset` only
+    /// label the error.
+    pub fn parse(
+        &mut self,
+        record: &[u8],
+        index: u64,
+        offset: u64,
+    ) -> Result<KeyFields, ParseError> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(record);
+        let mut tape = self
+            .tape
+            .take()
+            .unwrap_or_else(|| Tape::null().reset())
+            .reset();
+        let result = match simd_json::fill_tape(&mut self.scratch, &mut self.buffers, &mut tape) {
+            Ok(()) => extract(&tape.0).ok_or_else(|| ParseError::RecordNotObject {
+                index,
+                offset,
+                found: "a non-object value".into(),
+            }),
+            Err(e) => Err(ParseError::InvalidRecord {
+                index,
+                offset,
+                reason: e.to_string(),
+            }),
+        };
+        self.tape = Some(tape.reset());
+        result
+    }
+}
+
+fn as_str<'a>(n: &Node<'a>) -> Option<&'a str> {
+    match n {
+        Node::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn as_bool(n: &Node<'_>) -> Option<bool> {
+    match n {
+        Node::Static(StaticNode::Bool(b)) => Some(*b),
+        // Older records and some services write booleans as strings.
+        Node::String("true") => Some(true),
+        Node::String("false") => Some(false),
+        _ => None,
+    }
+}
+
+/// Walks the members of the object at `nodes[0]`, calling `f(key, value_nodes)`.
+fn members<'t, 'i>(
+    nodes: &'t [Node<'i>],
+    mut f: impl FnMut(&'i str, &'t [Node<'i>]),
+) -> Option<()> {
+    let Node::Object { len, .. } = nodes.first()? else {
+        return None;
+    };
+    let mut idx = 1;
+    for _ in 0..*len {
+        let key = as_str(nodes.get(idx)?)?;
+        idx += 1;
+        let n = span_of(nodes.get(idx)?);
+        f(key, nodes.get(idx..idx + n)?);
+        idx += n;
+    }
+    Some(())
+}
+
+fn extract(nodes: &[Node<'_>]) -> Option<KeyFields> {
+    let mut k = KeyFields::default();
+    members(nodes, |key, v| {
+        let first = &v[0];
+        match key {
+            "eventTime" => {
+                if let Some(s) = as_str(first) {
+                    k.event_time_ms = parse_rfc3339_ms(s);
+                    k.event_time = k.put(s);
+                }
+            }
+            "readOnly" => k.read_only = as_bool(first),
+            "managementEvent" => k.management_event = as_bool(first),
+            "userIdentity" => {
+                members(v, |ukey, uv| {
+                    let Some(s) = as_str(&uv[0]) else { return };
+                    match ukey {
+                        "type" => k.user_type = k.put(s),
+                        "arn" => k.user_arn = k.put(s),
+                        "accountId" => k.user_account_id = k.put(s),
+                        "principalId" => k.user_principal_id = k.put(s),
+                        "userName" => k.user_name = k.put(s),
+                        _ => {}
+                    }
+                });
+            }
+            _ => {
+                let Some(s) = as_str(first) else { return };
+                let slot = match key {
+                    "eventID" => &mut k.event_id,
+                    "eventName" => &mut k.event_name,
+                    "eventSource" => &mut k.event_source,
+                    "awsRegion" => &mut k.aws_region,
+                    "eventType" => &mut k.event_type,
+                    "eventCategory" => &mut k.event_category,
+                    "eventVersion" => &mut k.event_version,
+                    "recipientAccountId" => &mut k.recipient_account_id,
+                    "sourceIPAddress" => &mut k.source_ip_address,
+                    "errorCode" => &mut k.error_code,
+                    _ => return,
+                };
+                let start = k.text.len() as u32;
+                k.text.push_str(s);
+                *slot = Span {
+                    start,
+                    len: s.len() as u32,
+                    present: true,
+                };
+            }
+        }
+    })?;
+    Some(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REC: &[u8] = br#"{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","principalId":"AIDA","arn":"arn:aws:iam::111122223333:user/Alice","accountId":"111122223333","accessKeyId":"AKIA","userName":"Al\u00e9ce","sessionContext":{"attributes":{"mfaAuthenticated":"false"}}},"eventTime":"2020-07-21T20:56:00Z","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","awsRegion":"us-east-2","sourceIPAddress":"192.0.2.1","requestParameters":{"x":[1,2,{"y":null}]},"responseElements":null,"eventID":"e-1","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"444455556666","eventCategory":"Management","errorCode":"AccessDenied"}"#;
+
+    #[test]
+    fn reads_every_key_field() {
+        let mut p = FieldParser::new();
+        let k = p.parse(REC, 0, 0).expect("valid record");
+        assert_eq!(k.event_time_ms, Some(1_595_364_960_000));
+        assert_eq!(k.event_time(), Some("2020-07-21T20:56:00Z"));
+        assert_eq!(k.event_id(), Some("e-1"));
+        assert_eq!(k.event_name(), Some("RunInstances"));
+        assert_eq!(k.event_source(), Some("ec2.amazonaws.com"));
+        assert_eq!(k.aws_region(), Some("us-east-2"));
+        assert_eq!(k.event_type(), Some("AwsApiCall"));
+        assert_eq!(k.event_category(), Some("Management"));
+        assert_eq!(k.read_only, Some(false));
+        assert_eq!(k.management_event, Some(true));
+        assert_eq!(k.recipient_account_id(), Some("444455556666"));
+        assert_eq!(k.account(), Some("444455556666"));
+        assert_eq!(k.user_type(), Some("IAMUser"));
+        assert_eq!(k.user_arn(), Some("arn:aws:iam::111122223333:user/Alice"));
+        assert_eq!(k.user_account_id(), Some("111122223333"));
+        assert_eq!(k.user_principal_id(), Some("AIDA"));
+        assert_eq!(k.user_name(), Some("Aléce"));
+        assert_eq!(k.source_ip_address(), Some("192.0.2.1"));
+        assert_eq!(k.error_code(), Some("AccessDenied"));
+        // Reuse of buffers must not leak fields from one record into the next.
+        let k2 = p.parse(br#"{"eventName":"X"}"#, 1, 0).expect("valid");
+        assert_eq!(k2.event_name(), Some("X"));
+        assert_eq!(k2.user_name(), None);
+        assert_eq!(k2.event_time_ms, None);
+    }
+
+    #[test]
+    fn invalid_records_are_errors() {
+        let mut p = FieldParser::new();
+        assert!(matches!(
+            p.parse(br#"{"a":}"#, 3, 10),
+            Err(ParseError::InvalidRecord {
+                index: 3,
+                offset: 10,
+                ..
+            })
+        ));
+        assert!(matches!(
+            p.parse(b"{\"a\":\"\xff\"}", 0, 0),
+            Err(ParseError::InvalidRecord { .. })
+        ));
+        assert!(matches!(
+            p.parse(b"[1]", 0, 0),
+            Err(ParseError::RecordNotObject { .. })
+        ));
+        assert!(p.parse(br#"{"ok":1}"#, 0, 0).is_ok());
+    }
+}

@@ -1,0 +1,25 @@
+//! Pure CloudTrail parsing: no I/O of its own, no async runtime. Everything that decides what
+//! bytes mean lives here so it can be tested and benchmarked without AWS.
+//!
+//! - [`decompress`]: format sniffing by magic bytes, the size/ratio guard.
+//! - [`splitter`]: streaming split of `{"Records":[...]}` into exact record byte ranges.
+//! - [`fields`]: key fields of a record with simd-json.
+//! - [`reader`]: the synchronous path from a `Read` to records.
+//! - [`keys`]: S3 key layouts (log, digest, insight).
+//! - [`notify`]: SQS message bodies to the S3 objects they name.
+//! - [`timefmt`]: RFC 3339 timestamps.
+
+pub mod decompress;
+pub mod error;
+pub mod fields;
+pub mod keys;
+pub mod notify;
+pub mod reader;
+pub mod splitter;
+pub mod timefmt;
+
+pub use decompress::{DecompressGuard, Format};
+pub use error::ParseError;
+pub use fields::{FieldParser, KeyFields};
+pub use reader::{read_records, FieldMode, FileStats, Record};
+pub use splitter::{Limits, RawRecord, RecordSplitter};

@@ -1,0 +1,80 @@
+//! The local dead-letter place: one JSON line per object or record that could not be
+//! processed, with the reason. Nothing leaves the pipeline without a trace here or in a sink.
+
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, Serialize)]
+pub struct DeadLetter<'a> {
+    /// `s3://bucket/key` or a path.
+    pub source: &'a str,
+    /// A stable label (e.g. `corrupt_compression`).
+    pub kind: &'a str,
+    pub reason: &'a str,
+    /// Records of the object that were delivered before the fault.
+    pub records_before_fault: u64,
+    pub time: String,
+}
+
+pub struct DeadLetterFile {
+    path: PathBuf,
+    file: Mutex<Option<File>>,
+    count: AtomicU64,
+}
+
+impl DeadLetterFile {
+    /// The file is created on the first entry, so a clean run leaves none behind.
+    pub fn new(path: &Path) -> Self {
+        DeadLetterFile {
+            path: path.to_path_buf(),
+            file: Mutex::new(None),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn write(&self, entry: &DeadLetter<'_>) -> io::Result<()> {
+        let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let mut guard = match self.file.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if guard.is_none() {
+            if let Some(parent) = self.path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
+            *guard = Some(f);
+        }
+        if let Some(f) = guard.as_mut() {
+            f.write_all(&line)?;
+            f.sync_data()?;
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    trailhose_core::timefmt::format_rfc3339_s(ms)
+}

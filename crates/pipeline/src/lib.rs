@@ -1,0 +1,26 @@
+//! The pipeline: sources produce record chunks, the router fans them out to sinks over bounded
+//! channels, and acknowledgements flow back per object so a source knows when every record of
+//! an object reached every sink.
+//!
+//! - [`ack`]: per-object acknowledgement (what lets the SQS worker delete a message safely).
+//! - [`chunk`]: the unit of transport.
+//! - [`emit`]: object bytes → chunks (shared by all sources).
+//! - [`router`]: the fan-out stage and run counters.
+//! - [`filter`]: per-sink record selection.
+//! - [`sink`]: the sink contract; [`sinks`]: local sinks.
+//! - [`dir_source`]: local directory source; [`deadletter`]: the local dead-letter file.
+
+pub mod ack;
+pub mod chunk;
+pub mod deadletter;
+pub mod dir_source;
+pub mod emit;
+pub mod filter;
+pub mod router;
+pub mod sink;
+pub mod sinks;
+
+pub use ack::{AckToken, ObjectAck, ObjectOutcome};
+pub use chunk::{ObjectMeta, RecordChunk, RecordMeta};
+pub use router::{Pipeline, PipelineStats, Routed, SinkSpec};
+pub use sink::{Delivery, Sink, SinkReport};

@@ -1,0 +1,56 @@
+//! What a sink is to the pipeline: a task that owns a receiver of [`Delivery`] values and
+//! answers every one of them through its [`AckToken`].
+
+use crate::ack::AckToken;
+use crate::chunk::{RecordChunk, RecordMeta};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// A chunk handed to one sink, with the subset of its records routed there.
+pub struct Delivery {
+    pub chunk: Arc<RecordChunk>,
+    /// Indices into `chunk.records`; `None` means all of them.
+    pub selection: Option<Arc<[u32]>>,
+    pub token: AckToken,
+}
+
+impl Delivery {
+    pub fn records(&self) -> impl Iterator<Item = &RecordMeta> + '_ {
+        let all = &self.chunk.records;
+        let sel = self.selection.as_deref();
+        let n = sel.map_or(all.len(), <[u32]>::len);
+        (0..n).filter_map(move |i| match sel {
+            Some(s) => all.get(s[i] as usize),
+            None => all.get(i),
+        })
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.selection
+            .as_deref()
+            .map_or(self.chunk.records.len(), <[u32]>::len)
+    }
+}
+
+/// What a sink did over its life, reported when its input closes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkReport {
+    pub name: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub dead_lettered: u64,
+    pub failed_deliveries: u64,
+    /// Human-readable notes (e.g. the last error), never credentials.
+    pub errors: Vec<String>,
+}
+
+pub type SinkFuture = Pin<Box<dyn Future<Output = SinkReport> + Send + 'static>>;
+
+pub trait Sink: Send + 'static {
+    fn name(&self) -> &str;
+    /// Consumes deliveries until the channel closes, then flushes and reports. Must answer every
+    /// token: ack, dead-letter or fail.
+    fn run(self: Box<Self>, rx: mpsc::Receiver<Delivery>) -> SinkFuture;
+}
