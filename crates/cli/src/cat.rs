@@ -22,7 +22,6 @@ pub struct CatReport {
     pub records: u64,
     pub compressed_bytes: u64,
     pub decompressed_bytes: u64,
-    pub skipped_digests: u64,
     pub failures: Vec<(PathBuf, ParseError, u64)>,
 }
 

@@ -144,7 +144,7 @@ impl FieldParser {
             Err(e) => Err(ParseError::InvalidRecord {
                 index,
                 offset,
-                reason: e.to_string(),
+                reason: format!("{:?} at byte {}", e.error(), offset + e.index() as u64),
             }),
         };
         self.tape = Some(tape.reset());

@@ -209,7 +209,13 @@ use Ev::*;
 
 pub(crate) static EVENTS: &[Spec] = &[
     api(Ec2DescribeInstances, EC2, "DescribeInstances", true, 60),
-    api(Ec2DescribeSecurityGroups, EC2, "DescribeSecurityGroups", true, 25),
+    api(
+        Ec2DescribeSecurityGroups,
+        EC2,
+        "DescribeSecurityGroups",
+        true,
+        25,
+    ),
     api(Ec2DescribeVpcs, EC2, "DescribeVpcs", true, 15),
     api(Ec2DescribeRegions, EC2, "DescribeRegions", true, 10),
     api(Ec2DescribeVolumes, EC2, "DescribeVolumes", true, 15),
@@ -225,7 +231,13 @@ pub(crate) static EVENTS: &[Spec] = &[
         false,
         2,
     ),
-    api(Ec2CreateNetworkAclEntry, EC2, "CreateNetworkAclEntry", false, 1),
+    api(
+        Ec2CreateNetworkAclEntry,
+        EC2,
+        "CreateNetworkAclEntry",
+        false,
+        1,
+    ),
     api(Ec2CreateRoute, EC2, "CreateRoute", false, 1),
     api(Ec2CreateVpc, EC2, "CreateVpc", false, 1),
     svc(
@@ -295,10 +307,22 @@ pub(crate) static EVENTS: &[Spec] = &[
     api(CtUpdateTrail, CT, "UpdateTrail", false, 1),
     Spec {
         event_type: EventType::ConsoleSignIn,
-        ..api(ConsoleLogin, "signin.amazonaws.com", "ConsoleLogin", false, 6)
+        ..api(
+            ConsoleLogin,
+            "signin.amazonaws.com",
+            "ConsoleLogin",
+            false,
+            6,
+        )
     },
     data(LambdaInvoke, LAMBDA, "Invoke", false, 25),
-    api(LambdaListFunctions, LAMBDA, "ListFunctions20150331", true, 8),
+    api(
+        LambdaListFunctions,
+        LAMBDA,
+        "ListFunctions20150331",
+        true,
+        8,
+    ),
     api(LambdaGetFunction, LAMBDA, "GetFunction20150331v2", true, 6),
     api(
         LambdaUpdateFunctionCode,
@@ -312,7 +336,13 @@ pub(crate) static EVENTS: &[Spec] = &[
     data(DdbQuery, DDB, "Query", true, 15),
     api(DdbDescribeTable, DDB, "DescribeTable", true, 8),
     api(OrgListAccounts, ORG, "ListAccounts", true, 3),
-    api(OrgDescribeOrganization, ORG, "DescribeOrganization", true, 3),
+    api(
+        OrgDescribeOrganization,
+        ORG,
+        "DescribeOrganization",
+        true,
+        3,
+    ),
     api(
         ConfigDescribeConfigurationRecorders,
         CONFIG,
@@ -365,16 +395,19 @@ pub(crate) static EVENTS: &[Spec] = &[
         true,
         12,
     ),
-    api(SsmGetParameter, "ssm.amazonaws.com", "GetParameter", true, 15),
+    api(
+        SsmGetParameter,
+        "ssm.amazonaws.com",
+        "GetParameter",
+        true,
+        15,
+    ),
 ];
 
 pub(crate) fn spec(ev: Ev) -> &'static Spec {
     // The table is small and forced picks are rare, so a scan is cheaper than
     // keeping an index in sync with the enum.
-    EVENTS
-        .iter()
-        .find(|s| s.ev == ev)
-        .unwrap_or(&EVENTS[0])
+    EVENTS.iter().find(|s| s.ev == ev).unwrap_or(&EVENTS[0])
 }
 
 /// Events whose request can be padded to an arbitrary size the way real
@@ -509,7 +542,6 @@ pub(crate) const USER_AGENTS: &[&str] = &[
     "aws-sdk-js/3.600.0 ua/2.0 os/linux#5.10.219 lang/js md/nodejs#20.14.0 api/s3#3.600.0",
     "[aws-sdk-go/1.54.6 (go1.21.11; linux; amd64) exec-env/AWS_ECS_EC2 datadog-agent/7.54.1]",
     "[S3Console/0.4, aws-internal/3 aws-sdk-java/1.12.730 Linux/5.10.218 OpenJDK_64-Bit_Server_VM/25.412-b08 java/1.8.0_412 vendor/Oracle_Corporation cfg/retry-mode/standard]",
-    "console.amazonaws.com",
 ];
 
 pub(crate) const BROWSER_AGENTS: &[&str] = &[

@@ -85,6 +85,14 @@ impl Json {
         }
     }
 
+    /// Adopts an existing buffer so callers can reuse their allocation.
+    pub(crate) fn from_vec(buf: Vec<u8>) -> Self {
+        Json {
+            buf,
+            ..Json::default()
+        }
+    }
+
     /// True when no container or key is left open, i.e. the buffer holds a
     /// sequence of complete values.
     pub(crate) fn is_balanced(&self) -> bool {
