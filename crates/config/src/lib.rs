@@ -198,11 +198,41 @@ impl SinkConfig {
     }
 }
 
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+/// 1-based line of the first `key = ...` assignment.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
 impl Config {
     pub fn from_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_string(),
-            reason: e.to_string().trim().replace('\n', " | "),
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            // serde loses the key's span inside tagged tables; find the offending line so the
+            // error points at it rather than at the table header.
+            let line = unknown_field(&message)
+                .and_then(|k| key_line(text, k))
+                .or_else(|| {
+                    e.span()
+                        .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                });
+            ConfigError::Parse {
+                path: match line {
+                    Some(l) => format!("{path}:{l}"),
+                    None => path.to_string(),
+                },
+                reason: message,
+            }
         })?;
         let problems = cfg.problems();
         if problems.is_empty() {
@@ -341,7 +371,7 @@ name = "console"
         let bad = GOOD.replace("shape = \"envelope\"", "shaep = \"envelope\"");
         let e = Config::from_toml(&bad, "t.toml").expect_err("typo");
         let s = e.to_string();
-        assert!(s.contains("shaep") && s.contains("t.toml"), "{s}");
+        assert!(s.contains("shaep") && s.contains("t.toml:10"), "{s}");
         let bad = GOOD.replace("[source]", "[source]\nbogus = 1");
         let s = Config::from_toml(&bad, "t.toml")
             .expect_err("typo")
