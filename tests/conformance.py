@@ -4,7 +4,7 @@ JSON of the form {"Records":[...]}) the output lines must be exactly the records
 in order, each line byte-identical to the record's bytes in the source (for compact sources)
 and JSON-equal to it.
 
-usage: scripts/conformance.py TRAILHOSE_BINARY FILE...
+usage: tests/conformance.py TRAILHOSE_BINARY FILE...
 Files that are not CloudTrail files must be rejected with exit 1 and a message naming them."""
 import gzip, json, subprocess, sys
 
