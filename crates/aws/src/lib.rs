@@ -1,1 +1,16 @@
-//! AWS plumbing.
+//! AWS plumbing for trailhose: SDK configuration from settings (region, endpoint override for
+//! emulators), S3 clients per region and per assumed role, and the streaming S3 object reader
+//! that feeds the parser core without ever holding a whole object.
+//!
+//! - [`clients`]: [`AwsSettings`], [`load_sdk_config`], [`S3Clients`].
+//! - [`s3read`]: GetObject → decompress → split → chunks on the pipeline, with error
+//!   classification ([`ReadError::is_retryable`]).
+//!
+//! Nothing here logs credentials: errors are rendered from the SDK's error context, which
+//! holds codes and messages, never keys.
+
+pub mod clients;
+pub mod s3read;
+
+pub use clients::{load_sdk_config, AwsSettings, S3Clients};
+pub use s3read::{read_into_pipeline, stream_object, ReadError, ReadReport};

@@ -30,10 +30,10 @@ impl RunReport {
     }
 }
 
-pub fn build_sinks(cfg: &Config) -> Vec<SinkSpec> {
-    cfg.sinks
-        .iter()
-        .map(|s| match s {
+pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
+    let mut specs = Vec::with_capacity(cfg.sinks.len());
+    for s in &cfg.sinks {
+        let spec = match s {
             SinkConfig::Ndjson(c) => SinkSpec {
                 sink: Box::new(NdjsonSink {
                     name: c.name.clone(),
@@ -61,13 +61,24 @@ pub fn build_sinks(cfg: &Config) -> Vec<SinkSpec> {
                 }),
                 filter: c.filter.clone(),
             },
-        })
-        .collect()
+            SinkConfig::CloudwatchLogs(c) => {
+                let client = trailhose_cwl::client_for(c).await;
+                let sink = trailhose_cwl::CloudWatchLogsSink::new(c.clone(), client)
+                    .map_err(|e| anyhow::anyhow!("sink {}: {e}", c.name))?;
+                SinkSpec {
+                    sink: Box::new(sink),
+                    filter: c.filter.clone(),
+                }
+            }
+        };
+        specs.push(spec);
+    }
+    Ok(specs)
 }
 
 pub async fn run_config(cfg: &Config) -> Result<RunReport> {
     let started = Instant::now();
-    let pipeline = Pipeline::start(build_sinks(cfg), cfg.pipeline.channel_capacity);
+    let pipeline = Pipeline::start(build_sinks(cfg).await?, cfg.pipeline.channel_capacity);
     let dlq = Arc::new(DeadLetterFile::new(&cfg.dead_letter.path));
     let source = match &cfg.source {
         SourceConfig::Dir(d) => {
@@ -84,6 +95,20 @@ pub async fn run_config(cfg: &Config) -> Result<RunReport> {
             run_dir_source(src, pipeline.input(), dlq.clone())
                 .await
                 .with_context(|| format!("reading {}", d.path.display()))?
+        }
+        SourceConfig::Sqs(s) => {
+            // The worker owns the pipeline: it flushes the sinks before its last deletes.
+            let w = trailhose_worker::run(cfg, s, pipeline, dlq.clone()).await?;
+            eprintln!("{}", w.stats);
+            return Ok(RunReport {
+                source: w.source_report(),
+                sinks: w.sinks,
+                by_key: w.by_key,
+                unrouted: w.unrouted,
+                dead_letters: dlq.count(),
+                dead_letter_path: cfg.dead_letter.path.clone(),
+                elapsed: started.elapsed(),
+            });
         }
     };
     let stats = pipeline.stats.clone();

@@ -10,6 +10,11 @@ use trailhose_pipeline::dir_source::Layout;
 use trailhose_pipeline::filter::RecordFilter;
 use trailhose_pipeline::sinks::ndjson::Shape;
 
+pub mod cwl;
+pub mod sqs;
+
+pub use sqs::{BucketConfig, KeyKindConfig, SqsDeadLetterConfig, SqsSourceConfig};
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {reason}")]
@@ -39,6 +44,8 @@ pub struct Config {
 pub enum SourceConfig {
     /// A local directory in S3 key layout.
     Dir(DirSourceConfig),
+    /// S3 notifications from an SQS queue (the AWS worker).
+    Sqs(SqsSourceConfig),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +150,8 @@ pub enum SinkConfig {
     Stdout(StdoutSinkConfig),
     /// Counts and drops (benchmarks).
     Discard(DiscardSinkConfig),
+    /// CloudWatch Logs PutLogEvents.
+    CloudwatchLogs(cwl::CloudWatchLogsSinkConfig),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,6 +203,7 @@ impl SinkConfig {
             SinkConfig::Ndjson(c) => &c.name,
             SinkConfig::Stdout(c) => &c.name,
             SinkConfig::Discard(c) => &c.name,
+            SinkConfig::CloudwatchLogs(c) => &c.name,
         }
     }
 }
@@ -273,6 +283,9 @@ impl Config {
             } else if !names.insert(s.name()) {
                 p.push(format!("sink name `{}` is used twice", s.name()));
             }
+            if let SinkConfig::CloudwatchLogs(c) = s {
+                p.extend(c.problems());
+            }
             if let SinkConfig::Ndjson(n) = s {
                 if n.max_file_bytes < 1024 {
                     p.push(format!(
@@ -325,6 +338,9 @@ impl Config {
         }
         if l.max_ratio < 2 {
             p.push(format!("limits.max_ratio = {} is below 2", l.max_ratio));
+        }
+        if let SourceConfig::Sqs(s) = &self.source {
+            p.extend(s.problems());
         }
         p
     }

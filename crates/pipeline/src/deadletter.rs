@@ -45,6 +45,12 @@ impl DeadLetterFile {
     }
 
     pub fn write(&self, entry: &DeadLetter<'_>) -> io::Result<()> {
+        self.write_json(entry)
+    }
+
+    /// Appends any serialisable entry as one line (sources with richer entries, e.g. the SQS
+    /// worker's message-level dead letters, use this).
+    pub fn write_json<T: Serialize + ?Sized>(&self, entry: &T) -> io::Result<()> {
         let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
         line.push(b'\n');
         let mut guard = match self.file.lock() {

@@ -19,8 +19,9 @@ pub mod filter;
 pub mod router;
 pub mod sink;
 pub mod sinks;
+pub mod template;
 
 pub use ack::{AckToken, ObjectAck, ObjectOutcome};
 pub use chunk::{ObjectMeta, RecordChunk, RecordMeta};
 pub use router::{Pipeline, PipelineStats, Routed, SinkSpec};
-pub use sink::{Delivery, Sink, SinkReport};
+pub use sink::{Delivery, Sink, SinkFuture, SinkReport};

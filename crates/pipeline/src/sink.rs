@@ -42,6 +42,11 @@ pub struct SinkReport {
     pub bytes: u64,
     pub dead_lettered: u64,
     pub failed_deliveries: u64,
+    /// Requests made to the destination (batched sinks).
+    pub batches: u64,
+    /// Throttling or unavailability answers from the destination.
+    pub throttled: u64,
+    pub retries: u64,
     /// Human-readable notes (e.g. the last error), never credentials.
     pub errors: Vec<String>,
 }

@@ -1,0 +1,83 @@
+//! Starts moto's server once per test process on a free port and hands out SDK configs that
+//! point at it. Tests that need AWS call [`moto()`]; if `moto_server` is not installed they fail
+//! loudly with the install command, never skip.
+
+pub mod fake_cwl;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub struct Moto {
+    pub endpoint: String,
+    _child: ChildGuard,
+}
+
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+static MOTO: OnceLock<Moto> = OnceLock::new();
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(45123)
+}
+
+/// The shared emulator; started on first use. Panics (failing the test) when it cannot start.
+pub fn moto() -> &'static Moto {
+    MOTO.get_or_init(|| {
+        let port = free_port();
+        let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start `{bin}` ({e}). The AWS integration tests need moto's server: \
+                     pip install \"moto[server]\""
+                )
+            });
+        let guard = ChildGuard(child);
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on {port} within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            endpoint,
+            _child: guard,
+        }
+    })
+}
+
+impl Moto {
+    /// An SDK config for the emulator: static test credentials, the given region.
+    pub async fn sdk_config(&self, region: &str) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_string()))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .endpoint_url(&self.endpoint)
+            .load()
+            .await
+    }
+}
