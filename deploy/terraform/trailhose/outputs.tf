@@ -1,0 +1,15 @@
+output "queue_url" {
+  value = aws_sqs_queue.notifications.id
+}
+
+output "dead_letter_queue_url" {
+  value = aws_sqs_queue.dlq.id
+}
+
+output "worker_policy_arn" {
+  value = aws_iam_policy.worker.arn
+}
+
+output "log_group_name" {
+  value = aws_cloudwatch_log_group.trail.name
+}
