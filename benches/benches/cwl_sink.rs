@@ -98,10 +98,10 @@ fn main() {
                 s.accepted_calls.clone(),
             )
         });
+        let mb = report.decompressed_bytes as f64 / 1e6;
         let fill = calls.iter().map(|(_, n, b)| (*n as f64 / 10_000.0).max(*b as f64 / 1_048_576.0)).sum::<f64>()
             / calls.len().max(1) as f64;
-        let mb = report.decompressed_bytes as f64 / 1e6;
-        println!("records read: {} ({} recent, {} old, {} future); {:.1} MB", report.records, recent.records, old.records, future.records);
+        println!("records read: {} ({} recent, {} old, {} future); {mb:.1} MB", report.records, recent.records, old.records, future.records);
         println!(
             "stored by CloudWatch fake: {stored} (expected {expected_n}); checksum {}; lost: {}",
             if sum == expected_sum { "matches" } else { "DIFFERS" },

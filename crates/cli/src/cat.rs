@@ -101,6 +101,7 @@ pub fn cat(
     limits: &Limits,
     jobs: usize,
     out: &mut dyn Write,
+    progress: Option<&trailhose_ops::progress::Progress>,
 ) -> io::Result<CatReport> {
     let n = files.len();
     let mut senders: Vec<Mutex<Option<SyncSender<Block>>>> = Vec::with_capacity(n);
@@ -140,6 +141,9 @@ pub fn cat(
                         }
                     }
                     Block::Done(stats, r) => {
+                        if let Some(p) = progress {
+                            p.inc(stats.compressed_bytes);
+                        }
                         report.files += 1;
                         report.records += stats.records;
                         report.compressed_bytes += stats.compressed_bytes;

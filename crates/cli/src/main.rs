@@ -1,5 +1,6 @@
 //! The `trailhose` command line.
 
+mod backfill;
 mod bench;
 mod cat;
 mod demo;
@@ -74,6 +75,37 @@ enum Command {
     },
     /// Validate a config file; prints every problem with its location.
     CheckConfig { file: PathBuf },
+    /// Ship history older than the queue: list the trail's key layout by date (accounts ×
+    /// regions × days, in parallel) and run the objects through the sinks of a config.
+    Backfill {
+        /// s3://bucket[/prefix][/AWSLogs/[o-id/]]
+        target: String,
+        /// First day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        start: String,
+        /// Last day, YYYY-MM-DD (UTC), inclusive.
+        #[arg(long)]
+        end: String,
+        /// Config whose [[sinks]] receive the records (its [source] is not used).
+        #[arg(long, short = 'c', default_value = "config/local.toml")]
+        config: PathBuf,
+        /// Resumable checkpoint: objects already delivered are skipped.
+        #[arg(long, default_value = "trailhose-backfill.checkpoint")]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        region: Option<String>,
+        /// Endpoint override (e.g. an S3-compatible store or an emulator).
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        /// Only these accounts (repeatable).
+        #[arg(long = "account")]
+        accounts: Vec<String>,
+        /// Only these regions (repeatable).
+        #[arg(long = "only-region")]
+        regions: Vec<String>,
+        #[arg(long, default_value_t = 8)]
+        objects_in_flight: usize,
+    },
     /// Measure end-to-end throughput against `zcat` of the same files, in the same run.
     Bench {
         /// An existing corpus (default: generate one in a temporary directory).
@@ -138,8 +170,22 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             let (files, _digests) = cat::expand(&paths)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            let total: u64 = files
+                .iter()
+                .filter_map(|f| std::fs::metadata(f).ok())
+                .map(|m| m.len())
+                .sum();
+            let progress = trailhose_ops::progress::Progress::new("cat", Some(total), true);
+            let result = cat::cat(
+                &files,
+                &limits,
+                jobs.unwrap_or_else(default_jobs),
+                &mut out,
+                Some(&progress),
+            );
+            progress.finish();
             let report =
-                match cat::cat(&files, &limits, jobs.unwrap_or_else(default_jobs), &mut out) {
+                match result {
                     Ok(r) => r,
                     // A closed pipe (`| head`) is the reader's choice, not an error.
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -221,5 +267,28 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             }
         },
         Command::Bench { dir, events, runs } => bench::bench(dir, events, runs),
+        Command::Backfill {
+            target,
+            start,
+            end,
+            config,
+            checkpoint,
+            region,
+            endpoint_url,
+            accounts,
+            regions,
+            objects_in_flight,
+        } => backfill::backfill(backfill::Args {
+            target,
+            start,
+            end,
+            config,
+            checkpoint,
+            region,
+            endpoint_url,
+            accounts,
+            regions,
+            objects_in_flight,
+        }),
     }
 }

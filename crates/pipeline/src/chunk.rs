@@ -18,6 +18,25 @@ pub struct ObjectMeta {
     pub org_id: Option<String>,
 }
 
+impl ObjectMeta {
+    /// Metadata of an S3 object, with account/region/org from the key when it follows
+    /// CloudTrail's layout.
+    pub fn for_s3(bucket: &str, key: &str) -> ObjectMeta {
+        let mut meta = ObjectMeta {
+            source: format!("s3://{bucket}/{key}"),
+            bucket: Some(bucket.to_owned()),
+            key: key.to_owned(),
+            ..Default::default()
+        };
+        if let trailhose_core::keys::KeyClass::CloudTrail(k) = trailhose_core::keys::classify_key(key) {
+            meta.account = Some(k.account.to_owned());
+            meta.region = Some(k.region.to_owned());
+            meta.org_id = k.org_id.map(str::to_owned);
+        }
+        meta
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RecordMeta {
     /// Byte range in [`RecordChunk::data`].
