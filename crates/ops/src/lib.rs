@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod otel;
 pub mod progress;
 
 pub use http::{serve, Health};

@@ -25,6 +25,10 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+    /// Mirrors a total kept elsewhere (e.g. a component's own stats), read at scrape time.
+    pub fn set_total(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default, Debug)]
@@ -77,6 +81,12 @@ impl Histogram {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesValue {
+    Counter(u64),
+    Gauge(i64),
+}
+
 enum Family {
     Counter(BTreeMap<Labels, Arc<Counter>>),
     Gauge(BTreeMap<Labels, Arc<Gauge>>),
@@ -88,9 +98,13 @@ struct Entry {
     family: Family,
 }
 
+type Collector = Box<dyn Fn(&Registry) + Send + Sync>;
+
 #[derive(Default)]
 pub struct Registry {
     families: Mutex<BTreeMap<&'static str, Entry>>,
+    /// Run before each render to copy values kept by components into series.
+    collectors: Mutex<Vec<Collector>>,
 }
 
 fn sorted(mut l: Labels) -> Labels {
@@ -155,6 +169,37 @@ impl Registry {
         })
     }
 
+    /// (name, kind) of every family.
+    pub fn families(&self) -> Vec<(&'static str, &'static str)> {
+        self.with(|m| {
+            m.iter()
+                .map(|(n, e)| {
+                    let kind = match e.family {
+                        Family::Counter(_) => "counter",
+                        Family::Gauge(_) => "gauge",
+                        Family::Histogram(..) => "histogram",
+                    };
+                    (*n, kind)
+                })
+                .collect()
+        })
+    }
+
+    /// Current values of a counter or gauge family (collectors are not run here).
+    pub fn series(&self, name: &str) -> Vec<(Labels, SeriesValue)> {
+        self.with(|m| match m.get(name).map(|e| &e.family) {
+            Some(Family::Counter(map)) => map
+                .iter()
+                .map(|(l, c)| (l.clone(), SeriesValue::Counter(c.get())))
+                .collect(),
+            Some(Family::Gauge(map)) => map
+                .iter()
+                .map(|(l, g)| (l.clone(), SeriesValue::Gauge(g.get())))
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
     /// Current value of a counter series, for tests and summaries.
     pub fn counter_value(&self, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
         self.with(|m| match &m.get(name)?.family {
@@ -166,8 +211,28 @@ impl Registry {
         })
     }
 
+    pub fn add_collector(&self, f: impl Fn(&Registry) + Send + Sync + 'static) {
+        let mut g = match self.collectors.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.push(Box::new(f));
+    }
+
+    /// Runs the collectors (so values mirrored from components are current).
+    pub fn collect(&self) {
+        let g = match self.collectors.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for c in g.iter() {
+            c(self);
+        }
+    }
+
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
+        self.collect();
         let mut out = String::new();
         self.with(|m| {
             for (name, e) in m.iter() {
