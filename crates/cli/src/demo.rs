@@ -94,6 +94,7 @@ dir = {records:?}
         );
     }
     println!("   ok: every record of every good file delivered once; the truncated file was dead-lettered with its reason");
+    crate::validate::demo_steps(&root, &sample, &generated)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,9 @@ use trailhose_pipeline::filter::RecordFilter;
 use trailhose_pipeline::sinks::ndjson::Shape;
 
 pub mod cwl;
+pub mod detect;
+pub mod ops;
+pub mod siem;
 pub mod sqs;
 
 pub use sqs::{BucketConfig, KeyKindConfig, SqsDeadLetterConfig, SqsSourceConfig};
@@ -37,6 +40,11 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    #[serde(default)]
+    pub ops: ops::OpsConfig,
+    /// `[detection]`: rules and anomaly detection on the stream; absent = off.
+    #[serde(default)]
+    pub detection: Option<detect::DetectionConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +160,14 @@ pub enum SinkConfig {
     Discard(DiscardSinkConfig),
     /// CloudWatch Logs PutLogEvents.
     CloudwatchLogs(cwl::CloudWatchLogsSinkConfig),
+    /// Splunk HTTP Event Collector.
+    SplunkHec(siem::SplunkHecSinkConfig),
+    /// OpenSearch / Elasticsearch `_bulk`.
+    Opensearch(siem::OpenSearchSinkConfig),
+    /// Generic HTTP (NDJSON or JSON array batches).
+    Http(siem::HttpSinkConfig),
+    /// Kafka producer.
+    Kafka(siem::KafkaSinkConfig),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +220,10 @@ impl SinkConfig {
             SinkConfig::Stdout(c) => &c.name,
             SinkConfig::Discard(c) => &c.name,
             SinkConfig::CloudwatchLogs(c) => &c.name,
+            SinkConfig::SplunkHec(c) => &c.name,
+            SinkConfig::Opensearch(c) => &c.name,
+            SinkConfig::Http(c) => &c.name,
+            SinkConfig::Kafka(c) => &c.name,
         }
     }
 }
@@ -286,6 +306,13 @@ impl Config {
             if let SinkConfig::CloudwatchLogs(c) = s {
                 p.extend(c.problems());
             }
+            match s {
+                SinkConfig::SplunkHec(c) => p.extend(c.problems()),
+                SinkConfig::Opensearch(c) => p.extend(c.problems()),
+                SinkConfig::Http(c) => p.extend(c.problems()),
+                SinkConfig::Kafka(c) => p.extend(c.problems()),
+                _ => {}
+            }
             if let SinkConfig::Ndjson(n) = s {
                 if n.max_file_bytes < 1024 {
                     p.push(format!(
@@ -338,6 +365,10 @@ impl Config {
         }
         if l.max_ratio < 2 {
             p.push(format!("limits.max_ratio = {} is below 2", l.max_ratio));
+        }
+        p.extend(self.ops.problems());
+        if let Some(d) = &self.detection {
+            p.extend(d.problems());
         }
         if let SourceConfig::Sqs(s) = &self.source {
             p.extend(s.problems());

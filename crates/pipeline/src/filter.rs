@@ -8,6 +8,10 @@ use trailhose_core::KeyFields;
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RecordFilter {
+    /// Names this filter as a drop rule: records it keeps from its sink are counted under this
+    /// name in [`crate::router::PipelineStats::dropped_by_rule`].
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(default)]
     pub event_category: Vec<String>,
     #[serde(default)]
@@ -29,8 +33,15 @@ fn any_of(list: &[String], v: Option<&str>) -> bool {
 }
 
 impl RecordFilter {
+    /// Takes every record (the name of a rule that drops nothing does not matter).
     pub fn is_pass_all(&self) -> bool {
-        *self == RecordFilter::default()
+        self.event_category.is_empty()
+            && self.event_source.is_empty()
+            && self.event_name.is_empty()
+            && self.account.is_empty()
+            && self.region.is_empty()
+            && self.read_only.is_none()
+            && !self.exclude
     }
 
     pub fn matches(&self, k: &KeyFields) -> bool {
@@ -72,5 +83,10 @@ mod tests {
             ..Default::default()
         };
         assert!(!other_region.matches(&k));
+        let named = RecordFilter {
+            name: Some("keep-all".into()),
+            ..Default::default()
+        };
+        assert!(named.is_pass_all() && named.matches(&k));
     }
 }

@@ -9,6 +9,7 @@
 //! - [`filter`]: per-sink record selection.
 //! - [`sink`]: the sink contract; [`sinks`]: local sinks.
 //! - [`dir_source`]: local directory source; [`deadletter`]: the local dead-letter file.
+//! - [`rate`]: request/byte rate limits, AIMD and backoff shared by the batched network sinks.
 
 pub mod ack;
 pub mod chunk;
@@ -16,6 +17,7 @@ pub mod deadletter;
 pub mod dir_source;
 pub mod emit;
 pub mod filter;
+pub mod rate;
 pub mod router;
 pub mod sink;
 pub mod sinks;

@@ -27,11 +27,20 @@ pub struct PipelineStats {
     pub unrouted: AtomicU64,
     /// (account, region, eventCategory) → records.
     pub by_key: Mutex<BTreeMap<(String, String, String), u64>>,
+    /// Named filter (drop rule) → records it kept from its sink.
+    pub dropped_by_rule: Mutex<BTreeMap<String, u64>>,
 }
 
 impl PipelineStats {
     pub fn snapshot_by_key(&self) -> BTreeMap<(String, String, String), u64> {
         match self.by_key.lock() {
+            Ok(m) => m.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn snapshot_dropped_by_rule(&self) -> BTreeMap<String, u64> {
+        match self.dropped_by_rule.lock() {
             Ok(m) => m.clone(),
             Err(p) => p.into_inner().clone(),
         }
@@ -123,6 +132,16 @@ async fn route(
                     .collect();
                 for &i in &sel {
                     routed_flags[i as usize] = true;
+                }
+                if let Some(rule) = &filter.name {
+                    let dropped = (chunk.records.len() - sel.len()) as u64;
+                    if dropped > 0 {
+                        let mut m = match stats.dropped_by_rule.lock() {
+                            Ok(m) => m,
+                            Err(p) => p.into_inner(),
+                        };
+                        *m.entry(rule.clone()).or_default() += dropped;
+                    }
                 }
                 if sel.is_empty() {
                     continue;

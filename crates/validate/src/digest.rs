@@ -73,7 +73,10 @@ pub enum DigestFormatError {
     NotString(&'static str),
 }
 
-fn opt_string(m: &Map<String, Value>, k: &'static str) -> Result<Option<String>, DigestFormatError> {
+fn opt_string(
+    m: &Map<String, Value>,
+    k: &'static str,
+) -> Result<Option<String>, DigestFormatError> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -165,7 +168,11 @@ pub fn parse_public_key(pkcs1_der: &[u8]) -> Result<rsa::PublicKey, VerifyError>
 }
 
 /// RSASSA-PKCS1-v1_5 / SHA-256 verification of `message` against a hex signature.
-pub fn verify(key: &rsa::PublicKey, message: &[u8], signature_hex: &str) -> Result<(), VerifyError> {
+pub fn verify(
+    key: &rsa::PublicKey,
+    message: &[u8],
+    signature_hex: &str,
+) -> Result<(), VerifyError> {
     use rsa::traits::PublicKeyParts;
     let mut sig = hex::decode(signature_hex).map_err(|_| VerifyError::NotHex)?;
     // python-rsa (aws-cli) accepts a signature whose leading zero bytes were dropped.
@@ -241,7 +248,10 @@ mod tests {
         let logs = d.log_files.as_ref().unwrap();
         assert_eq!(logs.len(), 1);
         assert_eq!(logs[0].hash_algorithm.as_deref(), Some("SHA-256"));
-        assert_eq!(d.inflated_sha256, crate::loghash::sha256_hex(DOC_DIGEST.as_bytes()));
+        assert_eq!(
+            d.inflated_sha256,
+            crate::loghash::sha256_hex(DOC_DIGEST.as_bytes())
+        );
     }
 
     #[test]
@@ -257,17 +267,15 @@ mod tests {
 
     #[test]
     fn starting_digest_signs_literal_null() {
-        let json = DOC_DIGEST
-            .replace("\"50887ccf\"", "null")
-            .replace("\"previousDigestS3Bucket\": \"S3-bucket-name\"", "\"previousDigestS3Bucket\": null");
+        let json = DOC_DIGEST.replace("\"50887ccf\"", "null").replace(
+            "\"previousDigestS3Bucket\": \"S3-bucket-name\"",
+            "\"previousDigestS3Bucket\": null",
+        );
         let d = parse_digest(json.as_bytes()).unwrap();
         assert_eq!(d.previous_signature, None);
         assert_eq!(d.previous_bucket, None);
         assert!(d.string_to_sign().ends_with("\nnull"));
-        assert_eq!(
-            string_to_sign("E", "b", "k", "h", None),
-            "E\nb/k\nh\nnull"
-        );
+        assert_eq!(string_to_sign("E", "b", "k", "h", None), "E\nb/k\nh\nnull");
     }
 
     #[test]
@@ -281,13 +289,25 @@ mod tests {
         // previousDigestSignature may be null but not absent; logFiles problems are deferred.
         let mut v: Value = serde_json::from_str(DOC_DIGEST).unwrap();
         v.as_object_mut().unwrap().remove("logFiles");
-        assert!(parse_digest(v.to_string().as_bytes()).unwrap().log_files.is_err());
-        assert!(matches!(parse_digest(b"[1]"), Err(DigestFormatError::NotObject)));
-        assert!(matches!(parse_digest(b"{"), Err(DigestFormatError::Json(_))));
+        assert!(parse_digest(v.to_string().as_bytes())
+            .unwrap()
+            .log_files
+            .is_err());
+        assert!(matches!(
+            parse_digest(b"[1]"),
+            Err(DigestFormatError::NotObject)
+        ));
+        assert!(matches!(
+            parse_digest(b"{"),
+            Err(DigestFormatError::Json(_))
+        ));
     }
 
     #[test]
     fn bad_key_and_bad_hex() {
-        assert!(matches!(parse_public_key(b"\x30\x03\x02\x01\x01"), Err(VerifyError::BadKey(_))));
+        assert!(matches!(
+            parse_public_key(b"\x30\x03\x02\x01\x01"),
+            Err(VerifyError::BadKey(_))
+        ));
     }
 }

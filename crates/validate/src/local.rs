@@ -38,7 +38,9 @@ impl LocalStore {
             || key.starts_with('/')
             || key.contains('\\')
             || key.contains('\0')
-            || key.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+            || key
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
         {
             return Err(format!("{key:?} is not a plain relative key"));
         }
@@ -64,12 +66,7 @@ impl LocalStore {
         };
         serde_json::from_slice::<BTreeMap<String, String>>(&bytes)
             .map(Some)
-            .map_err(|e| {
-                format!(
-                    "{}: not a JSON object of strings: {e}",
-                    path.display()
-                )
-            })
+            .map_err(|e| format!("{}: not a JSON object of strings: {e}", path.display()))
     }
 
     /// Writes a sidecar for the digest at `key`.

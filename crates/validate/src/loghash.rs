@@ -264,6 +264,9 @@ mod tests {
             gunzip_one(b"not gzip at all", u64::MAX),
             Err(LogFormatError::Corrupt(_))
         ));
-        assert!(matches!(gunzip_one(&z, 10), Err(LogFormatError::TooLarge(10))));
+        assert!(matches!(
+            gunzip_one(&z, 10),
+            Err(LogFormatError::TooLarge(10))
+        ));
     }
 }

@@ -68,9 +68,7 @@ impl KeyEntry {
     /// The parsed key, or why the DER is not a PKCS#1 RSA public key.
     pub fn key(&self) -> Result<&rsa::PublicKey, &str> {
         self.parsed
-            .get_or_init(|| {
-                rsa::PublicKey::from_pkcs1_der(&self.der).map_err(|e| e.to_string())
-            })
+            .get_or_init(|| rsa::PublicKey::from_pkcs1_der(&self.der).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(String::as_str)
     }
@@ -156,7 +154,8 @@ impl KeyRing {
             return self.load_list_public_keys(path, &bytes);
         }
         let der = if ext == "pem" || bytes.starts_with(b"-----BEGIN") {
-            let text = std::str::from_utf8(&bytes).map_err(|_| invalid(path, "PEM is not UTF-8"))?;
+            let text =
+                std::str::from_utf8(&bytes).map_err(|_| invalid(path, "PEM is not UTF-8"))?;
             let key = rsa::PublicKey::from_pkcs1_pem(text)
                 .or_else(|_| rsa::PublicKey::from_public_key_pem(text))
                 .map_err(|e| invalid(path, format!("not an RSA public key PEM: {e}")))?;
@@ -165,7 +164,10 @@ impl KeyRing {
             bytes
         } else {
             let key = rsa::PublicKey::from_public_key_der(&bytes).map_err(|e| {
-                invalid(path, format!("neither PKCS#1 nor SPKI RSA public key DER: {e}"))
+                invalid(
+                    path,
+                    format!("neither PKCS#1 nor SPKI RSA public key DER: {e}"),
+                )
             })?;
             pkcs1_der(&key).map_err(|e| invalid(path, e))?
         };
@@ -183,8 +185,8 @@ impl KeyRing {
     }
 
     fn load_list_public_keys(&mut self, path: &Path, bytes: &[u8]) -> Result<usize, KeyError> {
-        let v: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| invalid(path, format!("not JSON: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| invalid(path, format!("not JSON: {e}")))?;
         let list = v
             .as_object()
             .and_then(|o| {
@@ -193,16 +195,25 @@ impl KeyRing {
                     .map(|(_, v)| v)
             })
             .and_then(|l| l.as_array())
-            .ok_or_else(|| invalid(path, "no PublicKeyList array (expected `aws cloudtrail list-public-keys` output)"))?;
+            .ok_or_else(|| {
+                invalid(
+                    path,
+                    "no PublicKeyList array (expected `aws cloudtrail list-public-keys` output)",
+                )
+            })?;
         let mut n = 0;
         for (i, item) in list.iter().enumerate() {
             let value = item.get("Value").and_then(|v| v.as_str());
             let fp = item.get("Fingerprint").and_then(|v| v.as_str());
             let (Some(value), Some(fp)) = (value, fp) else {
-                return Err(invalid(path, format!("PublicKeyList[{i}] lacks Value or Fingerprint")));
+                return Err(invalid(
+                    path,
+                    format!("PublicKeyList[{i}] lacks Value or Fingerprint"),
+                ));
             };
-            let der = base64ct::Base64::decode_vec(value.trim())
-                .map_err(|e| invalid(path, format!("PublicKeyList[{i}].Value is not base64: {e}")))?;
+            let der = base64ct::Base64::decode_vec(value.trim()).map_err(|e| {
+                invalid(path, format!("PublicKeyList[{i}].Value is not base64: {e}"))
+            })?;
             self.add_listed(fp.to_owned(), der, format!("{}[{i}]", path.display()));
             n += 1;
         }
@@ -245,7 +256,8 @@ impl SigningKey {
     /// A fresh key with the given modulus size (CloudTrail uses 2048).
     pub fn generate(bits: usize) -> Result<Self, KeyError> {
         let mut rng = crypto_common::getrandom::SysRng;
-        let key = rsa::PrivateKey::new(&mut rng, bits).map_err(|e| KeyError::Generate(e.to_string()))?;
+        let key =
+            rsa::PrivateKey::new(&mut rng, bits).map_err(|e| KeyError::Generate(e.to_string()))?;
         Self::from_key(key).map_err(KeyError::Generate)
     }
 
@@ -351,7 +363,8 @@ mod tests {
         );
         std::fs::write(dir.path().join("keys.json"), json).unwrap();
         let key = rsa::PublicKey::from_pkcs1_der(&der).unwrap();
-        let spki_pem = rsa::pkcs8::EncodePublicKey::to_public_key_pem(&key, LineEnding::LF).unwrap();
+        let spki_pem =
+            rsa::pkcs8::EncodePublicKey::to_public_key_pem(&key, LineEnding::LF).unwrap();
         let sub = dir.path().join("sub");
         std::fs::create_dir(&sub).unwrap();
         std::fs::write(sub.join("8eba5db5bea9b640d1c96a77256fe7f2.pem"), spki_pem).unwrap();
@@ -367,7 +380,10 @@ mod tests {
         assert!(e.key().is_ok());
 
         std::fs::write(sub.join("00000000000000000000000000000000.der"), &der).unwrap();
-        assert!(ring.load(&sub).is_err(), "a file named for another fingerprint is refused");
+        assert!(
+            ring.load(&sub).is_err(),
+            "a file named for another fingerprint is refused"
+        );
     }
 
     #[test]

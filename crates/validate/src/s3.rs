@@ -100,7 +100,13 @@ impl S3Store {
             .await
             .ok()
             .and_then(|o| o.location_constraint().map(|c| c.as_str().to_owned()))
-            .map(|c| if c.is_empty() { "us-east-1".to_owned() } else { c });
+            .map(|c| {
+                if c.is_empty() {
+                    "us-east-1".to_owned()
+                } else {
+                    c
+                }
+            });
         let client = match located {
             Some(r) if r != first => client_for(base, &r),
             _ => client,
@@ -150,9 +156,7 @@ impl S3Store {
                 None => break,
                 Some(Ok(chunk)) => h.update(&chunk)?,
                 Some(Err(e)) => {
-                    return Err(LogError::Other(format!(
-                        "reading s3://{bucket}/{key}: {e}"
-                    )))
+                    return Err(LogError::Other(format!("reading s3://{bucket}/{key}: {e}")))
                 }
             }
         }
@@ -185,7 +189,10 @@ impl Store for S3Store {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
-                StoreError::Other(format!("ListObjectsV2 s3://{bucket}/{prefix}: {}", err_text(&e)))
+                StoreError::Other(format!(
+                    "ListObjectsV2 s3://{bucket}/{prefix}: {}",
+                    err_text(&e)
+                ))
             })?;
             for cp in page.common_prefixes() {
                 if let Some(name) = cp
@@ -216,9 +223,16 @@ impl Store for S3Store {
         let mut pages = req.into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
-                StoreError::Other(format!("ListObjectsV2 s3://{bucket}/{prefix}: {}", err_text(&e)))
+                StoreError::Other(format!(
+                    "ListObjectsV2 s3://{bucket}/{prefix}: {}",
+                    err_text(&e)
+                ))
             })?;
-            out.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            out.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
         }
         out.sort();
         Ok(out)
@@ -239,7 +253,11 @@ impl Store for S3Store {
             })?;
         let metadata: BTreeMap<String, String> = out
             .metadata()
-            .map(|m| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut body = out.body;
         let mut bytes = Vec::new();
@@ -313,9 +331,9 @@ pub async fn upload_tree(
         for (k, v) in meta {
             req = req.metadata(k, v);
         }
-        req.send()
-            .await
-            .map_err(|e| StoreError::Other(format!("PutObject s3://{bucket}/{full}: {}", err_text(&e))))?;
+        req.send().await.map_err(|e| {
+            StoreError::Other(format!("PutObject s3://{bucket}/{full}: {}", err_text(&e)))
+        })?;
         n += 1;
     }
     Ok(n)

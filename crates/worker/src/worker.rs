@@ -197,6 +197,20 @@ impl Drop for GaugeGuard {
     }
 }
 
+/// The SQS client: its read timeout must outlast the long poll (SQS API guidance), and bounds
+/// a connection that hangs.
+fn sqs_client(sdk: &SdkConfig, wait_time_seconds: u32) -> aws_sdk_sqs::Client {
+    let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(Duration::from_secs(u64::from(wait_time_seconds) + 15))
+        .build();
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(sdk)
+            .timeout_config(timeouts)
+            .build(),
+    )
+}
+
 /// The SQS → S3 worker. Build it with [`Worker::new`], run it with [`Worker::run`].
 pub struct Worker {
     settings: WorkerSettings,
@@ -216,8 +230,8 @@ impl Worker {
         dead_letter: DeadLetterTarget,
     ) -> Worker {
         Worker {
+            sqs: sqs_client(sdk, settings.wait_time_seconds),
             settings,
-            sqs: aws_sdk_sqs::Client::new(sdk),
             s3: S3Clients::new(sdk.clone()),
             allow,
             dead_letter,

@@ -815,3 +815,233 @@ async fn graceful_shutdown_releases_in_flight_messages() {
         .cloned();
     assert_eq!(count.as_deref(), Some("2"));
 }
+
+fn eventbridge(bucket: &str, key: &str) -> String {
+    serde_json::json!({
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-11-01T00:10:00Z",
+        "region": REGION,
+        "resources": [format!("arn:aws:s3:::{bucket}")],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": key, "size": 1, "etag": "d41d8cd98f00b204e9800998ecf8427e"},
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "123456789012",
+            "reason": "PutObject"
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventbridge_keys_fall_back_to_form_decoding_and_missing_objects_are_dead_lettered() {
+    let aws = aws().await;
+    let (queue, _) = aws.queue("eb").await;
+    let (dlq, _) = aws.queue("eb-dlq").await;
+    let bucket = aws.bucket("eb", None).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let summary = one_file(tmp.path(), 30, 51);
+    let expected = source_records(tmp.path(), &summary);
+    let key = format!("my logs/{}", summary.files[0].key);
+    let bytes = std::fs::read(tmp.path().join(&summary.files[0].path)).expect("file");
+    aws.put(&bucket, &key, bytes).await;
+    // The key as an S3 notification would encode it: the raw key is missing, the decoded one
+    // exists. A second event names an object that does not exist at all.
+    let missing = summary.files[0].key.replace(".json.gz", "x.json.gz");
+    for body in [
+        eventbridge(&bucket, &key.replace(' ', "+")),
+        eventbridge(&bucket, &missing),
+    ] {
+        aws.sqs
+            .send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
+    }
+    let (pipeline, out) = collecting(4, None);
+    let worker = Worker::new(
+        settings(&queue),
+        &aws.sdk,
+        allow(&[&bucket]),
+        DeadLetterTarget::Sqs {
+            client: aws.sqs.clone(),
+            queue_url: dlq.clone(),
+        },
+    );
+    let running = start(worker, pipeline);
+    running
+        .wait_until(Duration::from_secs(20), "both messages deleted", |s| {
+            deleted(s) >= 2
+        })
+        .await;
+    let report = running.stop().await;
+    assert_eq!(report.stats.objects_delivered, 1);
+    assert_eq!(
+        report.stats.objects_read, 3,
+        "one fallback read, one plain miss"
+    );
+    assert_eq!(report.stats.messages_dead_lettered, 1);
+    let mut got = out.lock().expect("collector").clone();
+    got.sort();
+    assert_eq!(got, expected);
+    let dead = aws.drain(&dlq).await;
+    assert_eq!(dead.len(), 1);
+    let kind = dead[0]
+        .message_attributes
+        .as_ref()
+        .and_then(|a| a.get(attr::KIND))
+        .and_then(|v| v.string_value.clone());
+    assert_eq!(kind.as_deref(), Some("no_such_key"));
+    assert_eq!(aws.counts(&queue).await, (0, 0));
+}
+
+/// Fails every delivery, as a sink whose destination is down.
+struct Failing;
+
+impl Sink for Failing {
+    fn name(&self) -> &str {
+        "failing"
+    }
+
+    fn run(self: Box<Self>, mut rx: mpsc::Receiver<Delivery>) -> SinkFuture {
+        Box::pin(async move {
+            let mut report = SinkReport {
+                name: "failing".into(),
+                ..Default::default()
+            };
+            while let Some(d) = rx.recv().await {
+                report.failed_deliveries += 1;
+                d.token.fail("destination unavailable");
+            }
+            report
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_failures_are_retried_then_dead_lettered_at_max_receive_count() {
+    let aws = aws().await;
+    let (queue, queue_arn) = aws.queue("poison").await;
+    let (dlq, _) = aws.queue("poison-dlq").await;
+    let bucket = aws.bucket("poison", None).await;
+    aws.notify_queue(&bucket, &queue_arn).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let summary = one_file(tmp.path(), 20, 61);
+    aws.upload_corpus(&bucket, tmp.path(), &summary).await;
+
+    let mut s = settings(&queue);
+    s.policy = Policy {
+        max_receive_count: 2,
+        retry_visibility_seconds: 1,
+    };
+    let pipeline = Pipeline::start(
+        vec![SinkSpec {
+            sink: Box::new(Failing),
+            filter: RecordFilter::default(),
+        }],
+        4,
+    );
+    let worker = Worker::new(
+        s,
+        &aws.sdk,
+        allow(&[&bucket]),
+        DeadLetterTarget::Sqs {
+            client: aws.sqs.clone(),
+            queue_url: dlq.clone(),
+        },
+    );
+    let running = start(worker, pipeline);
+    running
+        .wait_until(
+            Duration::from_secs(20),
+            "test event and poison deleted",
+            |s| deleted(s) >= 2,
+        )
+        .await;
+    let report = running.stop().await;
+    let st = &report.stats;
+    assert_eq!(st.messages_retried, 1, "first receive: left for retry");
+    assert_eq!(
+        st.messages_dead_lettered, 1,
+        "second receive: dead-lettered"
+    );
+    assert_eq!(st.objects_delivered, 0);
+    assert_eq!(st.objects_read, 2, "read again on the second receive");
+    assert_eq!(aws.counts(&queue).await, (0, 0));
+    let dead = aws.drain(&dlq).await;
+    assert_eq!(dead.len(), 1);
+    let a = dead[0].message_attributes.clone().unwrap_or_default();
+    let get = |n: &str| a.get(n).and_then(|v| v.string_value.clone());
+    assert_eq!(get(attr::KIND).as_deref(), Some("max_receive_count"));
+    let reason = get(attr::REASON).unwrap_or_default();
+    assert!(reason.contains("destination unavailable"), "{reason}");
+    assert_eq!(get(attr::RECEIVE_COUNT).as_deref(), Some("2"));
+    assert!(
+        dead[0]
+            .body
+            .as_deref()
+            .unwrap_or("")
+            .contains("ObjectCreated"),
+        "the original notification is kept for redrive"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_one_queue_without_loss() {
+    let aws = aws().await;
+    let (queue, queue_arn) = aws.queue("pair").await;
+    let (dlq, _) = aws.queue("pair-dlq").await;
+    let bucket = aws.bucket("pair", None).await;
+    aws.notify_queue(&bucket, &queue_arn).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let summary = corpus(tmp.path(), 480, 71);
+    let expected = source_records(tmp.path(), &summary);
+    aws.upload_corpus(&bucket, tmp.path(), &summary).await;
+
+    let mut runs = Vec::new();
+    let mut outs = Vec::new();
+    for _ in 0..2 {
+        let mut s = settings(&queue);
+        s.max_messages = 2;
+        let (pipeline, out) = collecting(4, None);
+        let worker = Worker::new(
+            s,
+            &aws.sdk,
+            allow(&[&bucket]),
+            DeadLetterTarget::Sqs {
+                client: aws.sqs.clone(),
+                queue_url: dlq.clone(),
+            },
+        );
+        runs.push(start(worker, pipeline));
+        outs.push(out);
+    }
+    let messages = summary.files.len() as u64 + 1;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while runs.iter().map(|r| deleted(&r.stats)).sum::<u64>() < messages {
+        assert!(Instant::now() < deadline, "queue not drained");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut delivered = 0;
+    for r in runs {
+        let report = r.stop().await;
+        delivered += report.stats.objects_delivered;
+        assert_eq!(report.stats.messages_dead_lettered, 0);
+    }
+    assert_eq!(delivered, summary.files.len() as u64);
+    let mut got: Vec<Vec<u8>> = outs
+        .iter()
+        .flat_map(|o| o.lock().expect("collector").clone())
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), expected.len(), "no loss, no duplicates");
+    assert!(got == expected);
+    assert_eq!(aws.counts(&queue).await, (0, 0));
+}

@@ -1,0 +1,397 @@
+//! Alert outputs: NDJSON file, stdout, SNS topic, HTTP webhook. Each `send` reports, per
+//! alert, whether it was accepted; the detection stage keeps what an output refused (after its
+//! retries) in the failed-alerts file, so an alert never vanishes silently.
+
+use crate::alert::AlertMessage;
+use crate::rules::Severity;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
+use hyper::{Method, Request, Uri};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use trailhose_config::detect::AlertOutputConfig;
+
+/// SNS accepts messages up to 256 KiB; keep a margin for the attributes.
+pub const SNS_MAX_MESSAGE: usize = 256 * 1024 - 2048;
+
+pub struct Output {
+    name: String,
+    min_severity: Severity,
+    kind: Kind,
+}
+
+enum Kind {
+    Ndjson {
+        path: PathBuf,
+        fsync: bool,
+        file: Option<tokio::fs::File>,
+    },
+    Stdout,
+    Sns {
+        client: aws_sdk_sns::Client,
+        topic_arn: String,
+    },
+    Webhook(Webhook),
+}
+
+pub fn parse_severity(s: &str) -> Option<Severity> {
+    match s {
+        "info" => Some(Severity::Info),
+        "low" => Some(Severity::Low),
+        "medium" => Some(Severity::Medium),
+        "high" => Some(Severity::High),
+        "critical" => Some(Severity::Critical),
+        _ => None,
+    }
+}
+
+/// The region in `arn:aws:sns:REGION:ACCOUNT:NAME`.
+fn arn_region(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|r| !r.is_empty())
+}
+
+impl Output {
+    /// An NDJSON file output (also used for the Insights events file).
+    pub fn ndjson(path: PathBuf, fsync: bool) -> Output {
+        Output {
+            name: format!("ndjson:{}", path.display()),
+            min_severity: Severity::Info,
+            kind: Kind::Ndjson {
+                path,
+                fsync,
+                file: None,
+            },
+        }
+    }
+
+    pub fn stdout() -> Output {
+        Output {
+            name: "stdout".into(),
+            min_severity: Severity::Info,
+            kind: Kind::Stdout,
+        }
+    }
+
+    pub fn sns(client: aws_sdk_sns::Client, topic_arn: String) -> Output {
+        Output {
+            name: format!("sns:{topic_arn}"),
+            min_severity: Severity::Info,
+            kind: Kind::Sns { client, topic_arn },
+        }
+    }
+
+    pub fn webhook(w: Webhook) -> Output {
+        Output {
+            name: format!("webhook:{}", w.uri),
+            min_severity: Severity::Info,
+            kind: Kind::Webhook(w),
+        }
+    }
+
+    pub fn with_min_severity(mut self, s: Severity) -> Output {
+        self.min_severity = s;
+        self
+    }
+
+    pub async fn from_config(c: &AlertOutputConfig) -> Result<Output, String> {
+        let out = match c {
+            AlertOutputConfig::Ndjson(n) => Output::ndjson(n.path.clone(), n.fsync),
+            AlertOutputConfig::Stdout(_) => Output::stdout(),
+            AlertOutputConfig::Sns(s) => {
+                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                if let Some(r) = s.region.as_deref().or(arn_region(&s.topic_arn)) {
+                    loader = loader.region(aws_config::Region::new(r.to_owned()));
+                }
+                if let Some(e) = &s.endpoint_url {
+                    loader = loader.endpoint_url(e);
+                }
+                let sdk = loader.load().await;
+                Output::sns(aws_sdk_sns::Client::new(&sdk), s.topic_arn.clone())
+            }
+            AlertOutputConfig::Webhook(w) => Output::webhook(Webhook::new(
+                &w.url,
+                &w.headers,
+                Duration::from_millis(w.timeout_ms),
+                w.max_retries,
+            )?),
+        };
+        Ok(match c.min_severity() {
+            Some(s) => out.with_min_severity(
+                parse_severity(s).ok_or_else(|| format!("unknown severity `{s}`"))?,
+            ),
+            None => out,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn wants(&self, a: &AlertMessage) -> bool {
+        a.severity >= self.min_severity
+    }
+
+    /// Sends what this output wants of `alerts`; returns the ones it could not take, with
+    /// the reason.
+    pub async fn send<'a>(
+        &mut self,
+        alerts: &[&'a AlertMessage],
+    ) -> Vec<(&'a AlertMessage, String)> {
+        let mine: Vec<&AlertMessage> = alerts.iter().copied().filter(|a| self.wants(a)).collect();
+        if mine.is_empty() {
+            return Vec::new();
+        }
+        let name = self.name.clone();
+        match &mut self.kind {
+            Kind::Ndjson { path, fsync, file } => {
+                let mut buf = Vec::new();
+                for a in &mine {
+                    buf.extend_from_slice(&a.body);
+                    buf.push(b'\n');
+                }
+                match write_lines(path, *fsync, file, &buf).await {
+                    Ok(()) => Vec::new(),
+                    Err(e) => {
+                        // A broken handle is reopened on the next batch.
+                        *file = None;
+                        let reason = format!("{name}: {e}");
+                        mine.into_iter().map(|a| (a, reason.clone())).collect()
+                    }
+                }
+            }
+            Kind::Stdout => {
+                let mut buf = Vec::new();
+                for a in &mine {
+                    buf.extend_from_slice(&a.body);
+                    buf.push(b'\n');
+                }
+                let mut out = tokio::io::stdout();
+                match async {
+                    out.write_all(&buf).await?;
+                    out.flush().await
+                }
+                .await
+                {
+                    Ok(()) => Vec::new(),
+                    Err(e) => {
+                        let reason = format!("{name}: {e}");
+                        mine.into_iter().map(|a| (a, reason.clone())).collect()
+                    }
+                }
+            }
+            Kind::Sns { client, topic_arn } => {
+                let mut failed = Vec::new();
+                for a in mine {
+                    let Some(body) = a.body_within(SNS_MAX_MESSAGE, "alert larger than SNS's 256 KiB message limit") else {
+                        failed.push((a, format!("{name}: alert larger than 256 KiB")));
+                        continue;
+                    };
+                    let message = String::from_utf8_lossy(&body).into_owned();
+                    let attr = |v: &str| {
+                        aws_sdk_sns::types::MessageAttributeValue::builder()
+                            .data_type("String")
+                            .string_value(v)
+                            .build()
+                    };
+                    let (Ok(sev), Ok(id)) = (attr(a.severity.as_str()), attr(&a.id)) else {
+                        failed.push((a, format!("{name}: cannot build message attributes")));
+                        continue;
+                    };
+                    let r = client
+                        .publish()
+                        .topic_arn(topic_arn.as_str())
+                        .subject(&a.subject)
+                        .message(message)
+                        .message_attributes("severity", sev)
+                        .message_attributes("alertId", id)
+                        .send()
+                        .await;
+                    if let Err(e) = r {
+                        let e = aws_sdk_sns::error::DisplayErrorContext(e);
+                        failed.push((a, format!("{name}: Publish failed: {e}")));
+                    }
+                }
+                failed
+            }
+            Kind::Webhook(w) => {
+                let mut failed = Vec::new();
+                for a in mine {
+                    if let Err(e) = w.post(a.body.clone()).await {
+                        failed.push((a, format!("{name}: {e}")));
+                    }
+                }
+                failed
+            }
+        }
+    }
+}
+
+async fn write_lines(
+    path: &std::path::Path,
+    fsync: bool,
+    file: &mut Option<tokio::fs::File>,
+    buf: &[u8],
+) -> std::io::Result<()> {
+    if file.is_none() {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        *file = Some(
+            tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .await?,
+        );
+    }
+    let Some(f) = file.as_mut() else {
+        return Err(std::io::Error::other("file not open"));
+    };
+    f.write_all(buf).await?;
+    f.flush().await?;
+    if fsync {
+        f.sync_data().await?;
+    }
+    Ok(())
+}
+
+enum HttpClient {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+/// A generic webhook: `POST <url>` with the alert as the JSON body.
+pub struct Webhook {
+    uri: Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    timeout: Duration,
+    retries: u32,
+    client: HttpClient,
+}
+
+impl Webhook {
+    pub fn new(
+        url: &str,
+        headers: &std::collections::BTreeMap<String, String>,
+        timeout: Duration,
+        retries: u32,
+    ) -> Result<Webhook, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("webhook url `{url}`: {e}"))?;
+        let mut hs = Vec::new();
+        for (k, v) in headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| format!("webhook header name `{k}`: {e}"))?;
+            let mut value =
+                HeaderValue::from_str(v).map_err(|e| format!("webhook header `{k}`: {e}"))?;
+            value.set_sensitive(true);
+            hs.push((name, value));
+        }
+        let client = match uri.scheme_str() {
+            Some("http") => {
+                HttpClient::Plain(Client::builder(TokioExecutor::new()).build(HttpConnector::new()))
+            }
+            Some("https") => {
+                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_provider_and_native_roots(provider)
+                    .map_err(|e| format!("webhook TLS setup: {e}"))?
+                    .https_only()
+                    .enable_http1()
+                    .build();
+                HttpClient::Tls(Client::builder(TokioExecutor::new()).build(connector))
+            }
+            _ => return Err(format!("webhook url `{url}` must be http:// or https://")),
+        };
+        Ok(Webhook {
+            uri,
+            headers: hs,
+            timeout,
+            retries,
+            client,
+        })
+    }
+
+    async fn once(&self, body: Bytes) -> Result<(), (bool, String)> {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(self.uri.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, concat!("trailhose/", env!("CARGO_PKG_VERSION")));
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| (false, format!("building the request: {e}")))?;
+        let fut = async {
+            let resp = match &self.client {
+                HttpClient::Plain(c) => c.request(req).await,
+                HttpClient::Tls(c) => c.request(req).await,
+            }
+            .map_err(|e| (true, format!("POST failed: {e}")))?;
+            let status = resp.status();
+            // Drain (a little of) the body so the connection can be reused.
+            let _ = Limited::new(resp.into_body(), 64 * 1024).collect().await;
+            if status.is_success() {
+                Ok(())
+            } else {
+                let retry = status.is_server_error() || status.as_u16() == 429;
+                Err((retry, format!("POST answered {status}")))
+            }
+        };
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err((true, format!("POST timed out after {:?}", self.timeout))),
+        }
+    }
+
+    /// Posts with retries (connection errors, timeouts, 429, 5xx) and exponential backoff.
+    pub async fn post(&self, body: Vec<u8>) -> Result<(), String> {
+        let body = Bytes::from(body);
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 0;
+        loop {
+            match self.once(body.clone()).await {
+                Ok(()) => return Ok(()),
+                Err((retry, e)) if retry && attempt < self.retries => {
+                    tracing::warn!(url = %self.uri, error = %e, attempt, "webhook retry");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    attempt += 1;
+                }
+                Err((_, e)) => return Err(format!("{e} (after {} attempts)", attempt + 1)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities_and_arns() {
+        assert_eq!(parse_severity("high"), Some(Severity::High));
+        assert_eq!(parse_severity("HIGH"), None);
+        assert_eq!(
+            arn_region("arn:aws:sns:eu-west-1:123456789012:alerts"),
+            Some("eu-west-1")
+        );
+        assert!(Webhook::new(
+            "ftp://x",
+            &Default::default(),
+            Duration::from_secs(1),
+            0
+        )
+        .is_err());
+    }
+}
