@@ -10,7 +10,8 @@ use trailhose_validate::{write_digest_chains, ChainSpec, LogFileSpec, SigningKey
 pub struct DigestOptions {
     /// PEM (PKCS#8 or PKCS#1) private key; generated (2048-bit) and saved when missing.
     pub signing_key: PathBuf,
-    /// Where `<fingerprint>.der` goes (default: `<out>/public-keys`).
+    /// Where `<fingerprint>.der` goes (default: `public-keys/` next to the signing key, so
+    /// that the log tree holds only S3 objects and their signature sidecars).
     pub public_key_dir: Option<PathBuf>,
     pub bucket: String,
     pub trail_name: String,
@@ -65,10 +66,12 @@ pub fn write_digests(
     };
     let w = write_digest_chains(out, &logs, &spec, &key)
         .with_context(|| format!("writing digests under {}", out.display()))?;
-    let dir = opts
-        .public_key_dir
-        .clone()
-        .unwrap_or_else(|| out.join("public-keys"));
+    let dir = opts.public_key_dir.clone().unwrap_or_else(|| {
+        opts.signing_key
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("public-keys")
+    });
     let public_key = key
         .write_public_key(&dir)
         .with_context(|| format!("writing the public key to {}", dir.display()))?;

@@ -5,6 +5,7 @@ mod bench;
 mod cat;
 mod demo;
 mod generate_digests;
+mod rules;
 mod run;
 mod validate;
 mod validate_bench;
@@ -62,6 +63,13 @@ enum Command {
         /// gzip level 0–9 (lower is faster to generate).
         #[arg(long, default_value_t = 6)]
         gzip_level: u32,
+        /// Inject known detections, comma-separated: `violations` (one record per rule of the
+        /// built-in pack), `anomalies` (an API call burst and an error-rate spike).
+        #[arg(long, value_delimiter = ',', value_parser = ["violations", "anomalies"])]
+        inject: Vec<String>,
+        /// Write what was injected (event ids, expected rules, expected Insights) as JSON here.
+        #[arg(long, requires = "inject")]
+        inject_manifest: Option<PathBuf>,
         /// Also write a signed hourly digest chain per account/region (`.sig` sidecars hold
         /// the signatures) and the public key, for `trailhose validate`.
         #[arg(long, requires = "signing_key")]
@@ -69,7 +77,8 @@ enum Command {
         /// RSA private key (PEM) that signs the digests; created (2048-bit) when missing.
         #[arg(long)]
         signing_key: Option<PathBuf>,
-        /// Where the public key `<fingerprint>.der` goes (default: <out>/public-keys).
+        /// Where the public key `<fingerprint>.der` goes (default: `public-keys/` next to the
+        /// signing key).
         #[arg(long)]
         public_key_dir: Option<PathBuf>,
         /// Bucket name the digests record.
@@ -140,6 +149,11 @@ enum Command {
         regions: Vec<String>,
         #[arg(long, default_value_t = 8)]
         objects_in_flight: usize,
+    },
+    /// Detection rules: test a filter pattern against local files, list the rule pack.
+    Rules {
+        #[command(subcommand)]
+        cmd: rules::RulesCommand,
     },
     /// Measure end-to-end throughput against `zcat` of the same files, in the same run.
     Bench {
@@ -249,6 +263,8 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             seed,
             events_per_file,
             gzip_level,
+            inject,
+            inject_manifest,
             digests,
             signing_key,
             public_key_dir,
@@ -262,6 +278,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                 seed,
                 events_per_file,
                 gzip_level,
+                inject: rules::inject_options(&inject),
                 ..Default::default()
             };
             let s = trailhose_gen::generate(&out, &opts)
@@ -274,6 +291,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                 s.uncompressed_bytes as f64 / 1e6,
                 s.compressed_bytes as f64 / 1e6
             );
+            rules::report_injected(&s, inject_manifest.as_deref())?;
             if let (true, Some(signing_key)) = (digests, signing_key) {
                 let o = generate_digests::DigestOptions {
                     signing_key,
@@ -313,6 +331,15 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                         .memory_bound_bytes(cfg.sinks.len(), cfg.limits.max_record_bytes)
                         >> 20
                 );
+                if let Some(d) = &cfg.detection {
+                    match rules::check(d) {
+                        Ok(s) => println!("  {s}"),
+                        Err(e) => {
+                            let _ = writeln!(std::io::stderr(), "{}: {e:#}", file.display());
+                            return Ok(ExitCode::from(1));
+                        }
+                    }
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
@@ -320,6 +347,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::Rules { cmd } => rules::run(cmd),
         Command::Bench { dir, events, runs } => bench::bench(dir, events, runs),
         Command::Backfill {
             target,

@@ -70,8 +70,16 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
                     filter: c.filter.clone(),
                 }
             }
+            SinkConfig::SplunkHec(_)
+            | SinkConfig::Opensearch(_)
+            | SinkConfig::Http(_)
+            | SinkConfig::Kafka(_) => trailhose_siem::spec(s)
+                .map_err(|e| anyhow::anyhow!("sink {}: {e}", s.name()))?,
         };
         specs.push(spec);
+    }
+    if let Some(d) = &cfg.detection {
+        specs.push(crate::rules::detect_sink(d).await?);
     }
     Ok(specs)
 }
@@ -181,4 +189,5 @@ pub fn print_report(r: &RunReport) {
             r.dead_letter_path.display()
         );
     }
+    crate::rules::print_detection_summary();
 }

@@ -18,8 +18,8 @@ pub struct ValidateArgs {
     /// `s3://bucket[/prefix]`.
     pub source: String,
     /// Public keys: a directory of DER/PEM files, a key file, or the JSON output of
-    /// `aws cloudtrail list-public-keys` (repeatable). Default for a local source:
-    /// `<source>/public-keys` when it exists.
+    /// `aws cloudtrail list-public-keys` (repeatable). `generate --digests` writes its key to
+    /// `public-keys/` next to the signing key.
     #[arg(long = "public-keys", value_name = "PATH")]
     pub public_keys: Vec<PathBuf>,
     /// Validate digests delivered from this time (RFC 3339 or YYYY-MM-DD; default: all).
@@ -146,18 +146,7 @@ pub fn validate(args: &ValidateArgs) -> Result<Report> {
     }
 
     let mut ring = KeyRing::new();
-    let mut key_paths = args.public_keys.clone();
-    if key_paths.is_empty() {
-        match &s3 {
-            None => {
-                let default = Path::new(&args.source).join("public-keys");
-                if default.is_dir() {
-                    key_paths.push(default);
-                }
-            }
-            Some(_) => {}
-        }
-    }
+    let key_paths = &args.public_keys;
     if key_paths.is_empty() {
         bail!(
             "no public keys: pass --public-keys (a directory of DER/PEM keys named by fingerprint, \
@@ -165,7 +154,7 @@ pub fn validate(args: &ValidateArgs) -> Result<Report> {
              this build does not call ListPublicKeys itself"
         );
     }
-    for p in &key_paths {
+    for p in key_paths {
         ring.load(p)
             .with_context(|| format!("loading public keys from {}", p.display()))?;
     }

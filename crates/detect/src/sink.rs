@@ -75,7 +75,7 @@ impl AnomalyStage {
     pub fn load(opts: AnomalyOptions, state_path: Option<PathBuf>) -> AnomalyDetector {
         if let Some(p) = &state_path {
             match std::fs::read(p) {
-                Ok(bytes) => match AnomalyDetector::from_json(&bytes, &opts) {
+                Ok(bytes) => match AnomalyDetector::from_state_bytes(&bytes, &opts) {
                     Some(d) => return d,
                     None => tracing::warn!(
                         path = %p.display(),
@@ -411,7 +411,7 @@ impl Runner {
         let Some(path) = a.state_path.clone() else {
             return;
         };
-        let bytes = a.detector.to_json();
+        let bytes = a.detector.to_state_bytes();
         let r = tokio::task::spawn_blocking(move || write_atomic(&path, &bytes)).await;
         let err = match r {
             Ok(Ok(())) => None,

@@ -215,6 +215,12 @@ impl Json {
         self.key(k);
         self.null();
     }
+
+    /// Writes an already valid JSON value verbatim.
+    pub(crate) fn raw(&mut self, json: &str) {
+        self.sep();
+        self.buf.extend_from_slice(json.as_bytes());
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //! tests, and [`record_json`] produces single records for parser benchmarks.
 
 mod catalog;
+mod inject;
 mod json;
 mod record;
 mod time;
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub use inject::{Inject, InjectedAnomaly, InjectedEvent};
 use json::Json;
 pub use record::{RecordContext, RecordSize, LARGE_MAX_BYTES, LARGE_MIN_BYTES};
 use time::Utc;
@@ -99,6 +101,9 @@ pub struct GenOptions {
     /// `o-` followed by 10–32 lowercase alphanumerics; derived from the seed
     /// when `None`.
     pub org_id: Option<String>,
+    /// Known violations and anomalies to add, in extra files (default: none, and then the
+    /// output is exactly the plain corpus).
+    pub inject: Inject,
 }
 
 impl Default for GenOptions {
@@ -114,6 +119,7 @@ impl Default for GenOptions {
             compression: Compression::Gzip,
             gzip_level: 6,
             org_id: None,
+            inject: Inject::default(),
         }
     }
 }
@@ -144,6 +150,10 @@ pub struct GenSummary {
     pub records: u64,
     pub uncompressed_bytes: u64,
     pub compressed_bytes: u64,
+    /// Injected violations (with [`GenOptions::inject`]), in injection order.
+    pub injected: Vec<InjectedEvent>,
+    /// Injected anomalies.
+    pub anomalies: Vec<InjectedAnomaly>,
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -465,6 +475,20 @@ pub fn generate(out: &Path, opts: &GenOptions) -> io::Result<GenSummary> {
             compressed_bytes: compressed,
             delivery_time_ms: delivery,
         });
+    }
+    if opts.inject.any() {
+        let windows = n_files.div_ceil(streams) as i64;
+        inject::write(
+            out,
+            opts,
+            &org_id,
+            &account_ids,
+            &regions,
+            windows.saturating_mul(DELIVERY_INTERVAL_MS),
+            &mut keys,
+            &mut made_dirs,
+            &mut summary,
+        )?;
     }
     Ok(summary)
 }

@@ -721,11 +721,11 @@ async fn heartbeat_keeps_a_slow_message_invisible() {
     let expected = source_records(tmp.path(), &summary);
     aws.upload_corpus(&bucket, tmp.path(), &summary).await;
 
-    // Visibility 2 s, renewed every second; the sink holds deliveries for 5 s. Without the
+    // Visibility 4 s, renewed every second; the sink holds deliveries for 7 s. Without the
     // heartbeat the message would come back and be shipped twice.
     let mut s = settings(&queue);
-    s.visibility_timeout_seconds = 2;
-    s.heartbeat = Heartbeat::new(Duration::from_secs(1), Duration::from_secs(2));
+    s.visibility_timeout_seconds = 4;
+    s.heartbeat = Heartbeat::new(Duration::from_secs(1), Duration::from_secs(4));
     let (gate_tx, gate) = watch::channel(false);
     let (pipeline, out) = collecting(4, Some(gate));
     let worker = Worker::new(
@@ -738,7 +738,7 @@ async fn heartbeat_keeps_a_slow_message_invisible() {
         },
     );
     let running = start(worker, pipeline);
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(
         aws.counts(&queue).await,
         (0, 1),
@@ -751,7 +751,7 @@ async fn heartbeat_keeps_a_slow_message_invisible() {
         })
         .await;
     let report = running.stop().await;
-    assert!(report.stats.heartbeats >= 2, "{:#?}", report.stats);
+    assert!(report.stats.heartbeats >= 4, "{:#?}", report.stats);
     assert_eq!(report.stats.messages_received, 2, "never received twice");
     let mut got = out.lock().expect("collector").clone();
     got.sort();

@@ -239,13 +239,27 @@ pub struct AnomalyStats {
     pub ends: u64,
 }
 
+/// Serialised as `[value, calls, errors]` to keep the state file small.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "(String, f64, f64)", into = "(String, f64, f64)")]
 struct Entry {
     v: String,
     /// Calls.
     c: f64,
     /// Errors.
     x: f64,
+}
+
+impl From<(String, f64, f64)> for Entry {
+    fn from((v, c, x): (String, f64, f64)) -> Self {
+        Entry { v, c, x }
+    }
+}
+
+impl From<Entry> for (String, f64, f64) {
+    fn from(e: Entry) -> Self {
+        (e.v, e.c, e.x)
+    }
 }
 
 /// Space-Saving summary of (value → calls, errors) with a fixed capacity: exact while the
@@ -336,13 +350,32 @@ struct Minute {
     attr: Attrs,
 }
 
+/// Serialised as `[idx, sum, sumsq, excluded]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "(i64, u64, u64, u32)", into = "(i64, u64, u64, u32)")]
 struct Bucket {
     idx: i64,
     sum: u64,
     sumsq: u64,
     /// Minutes left out (inside an insight).
     excluded: u32,
+}
+
+impl From<(i64, u64, u64, u32)> for Bucket {
+    fn from((idx, sum, sumsq, excluded): (i64, u64, u64, u32)) -> Self {
+        Bucket {
+            idx,
+            sum,
+            sumsq,
+            excluded,
+        }
+    }
+}
+
+impl From<Bucket> for (i64, u64, u64, u32) {
+    fn from(b: Bucket) -> Self {
+        (b.idx, b.sum, b.sumsq, b.excluded)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -484,6 +517,30 @@ impl AnomalyDetector {
 
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The state file: gzip-compressed JSON.
+    pub fn to_state_bytes(&self) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        // Writing into a Vec cannot fail.
+        let _ = enc.write_all(&self.to_json());
+        enc.finish().unwrap_or_default()
+    }
+
+    /// Reads a state file written by [`to_state_bytes`](Self::to_state_bytes) (or plain JSON).
+    pub fn from_state_bytes(bytes: &[u8], opts: &AnomalyOptions) -> Option<AnomalyDetector> {
+        use std::io::Read;
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut json = Vec::new();
+            flate2::read::GzDecoder::new(bytes)
+                .take(1 << 30)
+                .read_to_end(&mut json)
+                .ok()?;
+            AnomalyDetector::from_json(&json, opts)
+        } else {
+            AnomalyDetector::from_json(bytes, opts)
+        }
     }
 
     fn reindex(&mut self) {

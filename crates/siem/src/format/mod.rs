@@ -75,6 +75,6 @@ mod tests {
     #[test]
     fn formats_milliseconds() {
         assert_eq!(format_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_ms(1_793_491_207_042), "2026-10-31T22:00:07.042Z");
+        assert_eq!(format_ms(1_793_491_207_042), "2026-11-01T00:00:07.042Z");
     }
 }

@@ -13,8 +13,8 @@
 //! - `src_endpoint.ip` when `sourceIPAddress` is an IP address, else `src_endpoint.domain`
 //!   (service principals such as `ec2.amazonaws.com`, `AWS Internal`);
 //! - `resources[]`: `uid` ← `ARN`, `owner.account.uid` ← `accountId`, `type` ← `type`;
-//! - `unmapped`: every top-level record field no row reads (e.g. `readOnly`,
-//!   `additionalEventData`, `tlsDetails`), so nothing of the record is lost.
+//! - `unmapped`: every top-level record field not mapped whole ([`is_mapped`]; e.g.
+//!   `readOnly`, `additionalEventData`, `tlsDetails`), so nothing of the record is lost.
 //!
 //! Not produced: `observables` and `enrichments` (Security Lake adds them at ingest).
 //! `cloud.account.uid` ← `recipientAccountId` is trailhose's addition (Security Lake keeps it
@@ -114,8 +114,15 @@ pub const FIELDS: &[Row] = &[
     row("src_endpoint.uid", "vpcEndpointId", Conv::Copy),
 ];
 
-/// Top-level record fields read by the derived mappings (not in [`FIELDS`]).
-const DERIVED_SOURCES: &[&str] = &["sourceIPAddress", "resources"];
+/// Top-level record fields mapped whole besides the plain rows of [`FIELDS`]: those the
+/// derived mappings read, and `userIdentity`, which the rows take apart.
+const CONSUMED: &[&str] = &["sourceIPAddress", "resources", "userIdentity"];
+
+/// Whether a top-level record field is mapped (else it goes to `unmapped`). A field that
+/// rows only pick from (`additionalEventData.UserName`) stays in `unmapped` whole.
+pub fn is_mapped(key: &str) -> bool {
+    CONSUMED.contains(&key) || FIELDS.iter().any(|r| r.source == key)
+}
 
 /// `eventName` verb → OCSF API Activity `activity_id`. The verb must be followed by an
 /// upper-case letter or the end (`ListBuckets` is a List, `Listen` would not be).
@@ -253,11 +260,7 @@ pub fn to_ocsf(rec: &Map<String, Value>) -> Map<String, Value> {
 
     let mut unmapped = Map::new();
     for (k, v) in rec {
-        let read = FIELDS
-            .iter()
-            .any(|r| r.source.split('.').next() == Some(k.as_str()))
-            || DERIVED_SOURCES.contains(&k.as_str());
-        if !read {
+        if !is_mapped(k) {
             if let Some(v) = path::prune(v.clone()) {
                 unmapped.insert(k.clone(), v);
             }
