@@ -32,6 +32,10 @@ pub fn demo(dir: Option<PathBuf>, events: u64) -> Result<ExitCode> {
     let opts = trailhose_gen::GenOptions {
         events,
         gzip_level: 1,
+        inject: trailhose_gen::Inject {
+            violations: true,
+            anomalies: false,
+        },
         ..Default::default()
     };
     let generated = trailhose_gen::generate(&sample, &opts)?;
@@ -56,7 +60,16 @@ path = {dlq:?}
 type = "ndjson"
 name = "records"
 dir = {records:?}
+
+[detection]
+failed_alerts_path = {failed:?}
+
+[[detection.outputs]]
+type = "ndjson"
+path = {alerts:?}
 "#,
+        failed = out.join("failed-alerts.ndjson").display().to_string(),
+        alerts = out.join("alerts.ndjson").display().to_string(),
         sample = sample.display().to_string(),
         dlq = out.join("dead-letter.ndjson").display().to_string(),
         records = out.join("records").display().to_string(),
@@ -94,6 +107,7 @@ dir = {records:?}
         );
     }
     println!("   ok: every record of every good file delivered once; the truncated file was dead-lettered with its reason");
+    crate::rules::demo_detection(&out.join("alerts.ndjson"), &generated)?;
     crate::validate::demo_steps(&root, &sample, &generated)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -377,3 +377,41 @@ pub fn report_injected(s: &trailhose_gen::GenSummary, manifest: Option<&Path>) -
     }
     Ok(())
 }
+
+/// The detection part of `trailhose demo`: every violation the generator injected must be in
+/// the alerts file.
+pub fn demo_detection(alerts: &Path, g: &trailhose_gen::GenSummary) -> Result<()> {
+    let text = std::fs::read_to_string(alerts)
+        .with_context(|| format!("reading {}", alerts.display()))?;
+    let mut found = std::collections::BTreeSet::new();
+    let mut n = 0u64;
+    for line in text.lines() {
+        n += 1;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: line {n}", alerts.display()))?;
+        if let (Some(id), Some(rule)) = (v["eventID"].as_str(), v["ruleId"].as_str()) {
+            found.insert((id.to_owned(), rule.to_owned()));
+        }
+    }
+    let missing: Vec<String> = g
+        .injected
+        .iter()
+        .flat_map(|e| {
+            e.expected_rules
+                .iter()
+                .filter(|r| !found.contains(&(e.event_id.clone(), (**r).to_owned())))
+                .map(move |r| format!("{} ({r})", e.label))
+        })
+        .collect();
+    println!(
+        "   detection (CIS pack + essentials): {n} alerts in {}, {} of them the {} violations injected into the sample",
+        alerts.display(),
+        g.injected.iter().map(|e| e.expected_rules.len()).sum::<usize>(),
+        g.injected.len()
+    );
+    if !missing.is_empty() {
+        bail!("injected violations not alerted: {}", missing.join(", "));
+    }
+    println!("   ok: every injected violation raised exactly the alerts it was built for (try `trailhose rules test --id cis-root-usage {}`)", alerts.parent().map_or(String::new(), |p| p.join("records").display().to_string()));
+    Ok(())
+}

@@ -2,10 +2,9 @@
 //! record embedded untouched. Records are acknowledged only once their overflow line is synced.
 
 use serde::Serialize;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::io;
+use std::path::Path;
+use trailhose_pipeline::deadletter::SyncedAppendFile;
 
 #[derive(Serialize)]
 struct Header<'a> {
@@ -26,20 +25,18 @@ pub struct OverflowEntry<'a> {
 }
 
 pub struct OverflowFile {
-    path: PathBuf,
-    file: Mutex<Option<File>>,
+    file: SyncedAppendFile,
 }
 
 impl OverflowFile {
     pub fn new(path: &Path) -> Self {
         OverflowFile {
-            path: path.to_path_buf(),
-            file: Mutex::new(None),
+            file: SyncedAppendFile::new(path),
         }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Appends entries and syncs them to disk before returning.
@@ -66,27 +63,6 @@ impl OverflowFile {
             buf.extend_from_slice(e.record);
             buf.extend_from_slice(b"}\n");
         }
-        let mut guard = match self.file.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if guard.is_none() {
-            if let Some(parent) = self.path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
-            *guard = Some(f);
-        }
-        match guard.as_mut() {
-            Some(f) => {
-                f.write_all(&buf)?;
-                f.sync_data()
-            }
-            None => Err(io::Error::other("overflow file not open")),
-        }
+        self.file.append(&buf)
     }
 }

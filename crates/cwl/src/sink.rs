@@ -120,6 +120,9 @@ impl Pending {
 
 type Dest = (Arc<str>, Arc<str>);
 
+/// A record bound for the overflow file: reason, label, destination, source object, bytes.
+type OverflowItem<'a> = (String, &'static str, Dest, &'a str, &'a [u8]);
+
 struct Buffer {
     events: Vec<(i64, usize, Pending)>,
     bytes: usize,
@@ -352,17 +355,24 @@ async fn accept(
         }
     }
     if !rejected.is_empty() {
-        let entries: Vec<(String, &'static str, Dest, &[u8])> = rejected
+        let entries: Vec<OverflowItem<'_>> = rejected
             .iter()
             .map(|(idx, reason, dest)| {
                 let bytes = chunk
                     .records
                     .get(*idx as usize)
                     .map_or(&[][..], |r| chunk.bytes_of(r));
-                (reason.to_string(), reason.label(), dest.clone(), bytes)
+                (
+                    reason.to_string(),
+                    reason.label(),
+                    dest.clone(),
+                    chunk.object.source.as_str(),
+                    bytes,
+                )
             })
             .collect();
-        write_overflow(shared, &chunk.object.source, &entries, &state);
+        let states = vec![&state; entries.len()];
+        overflow_each(shared, &entries, &states);
     }
     touched.dedup();
     for dest in touched {
@@ -373,42 +383,6 @@ async fn accept(
         let all: Vec<Dest> = buffers.keys().cloned().collect();
         for dest in all {
             flush(shared, &dest, buffers, true, batch_tx).await;
-        }
-    }
-}
-
-fn write_overflow(
-    shared: &Shared,
-    source: &str,
-    entries: &[(String, &'static str, Dest, &[u8])],
-    state: &DeliveryState,
-) {
-    let lines: Vec<OverflowEntry<'_>> = entries
-        .iter()
-        .map(|(reason, label, dest, bytes)| OverflowEntry {
-            reason,
-            label,
-            log_group: &dest.0,
-            log_stream: &dest.1,
-            source,
-            record: bytes,
-        })
-        .collect();
-    let n = entries.len();
-    match shared.overflow.write_all(&lines) {
-        Ok(()) => {
-            shared
-                .counters
-                .overflowed
-                .fetch_add(n as u64, Ordering::Relaxed);
-            state.settle(n, n as u64);
-        }
-        Err(e) => {
-            let msg = format!("overflow file {}: {e}", shared.overflow.path().display());
-            shared.counters.note(msg.clone());
-            shared.counters.failed.fetch_add(1, Ordering::Relaxed);
-            state.fail(msg);
-            state.settle(n, 0);
         }
     }
 }
@@ -687,7 +661,7 @@ async fn send_batch(shared: &Shared, batch: OutBatch) {
                     *slot = Some(r);
                 }
             }
-            let mut overflow: Vec<(String, &'static str, Dest, &[u8])> = Vec::new();
+            let mut overflow: Vec<OverflowItem<'_>> = Vec::new();
             let mut overflow_states = Vec::new();
             for ((_, size, p), rej) in events.iter().zip(&is_rejected) {
                 match rej {
@@ -701,30 +675,32 @@ async fn send_batch(shared: &Shared, batch: OutBatch) {
                             format!("{r} (rejectedLogEventsInfo)"),
                             r.label(),
                             dest.clone(),
+                            p.chunk.object.source.as_str(),
                             p.bytes(),
                         ));
                         overflow_states.push(&p.state);
                     }
                 }
             }
-            overflow_each(shared, &events, &overflow, &overflow_states);
+            overflow_each(shared, &overflow, &overflow_states);
         }
         Err(msg) => {
             c.note(msg.clone());
-            let overflow: Vec<(String, &'static str, Dest, &[u8])> = events
+            let overflow: Vec<OverflowItem<'_>> = events
                 .iter()
                 .map(|(_, _, p)| {
                     (
                         msg.clone(),
                         Reject::Service.label(),
                         dest.clone(),
+                        p.chunk.object.source.as_str(),
                         p.bytes(),
                     )
                 })
                 .collect();
             let states: Vec<&Arc<DeliveryState>> =
                 events.iter().map(|(_, _, p)| &p.state).collect();
-            overflow_each(shared, &events, &overflow, &states);
+            overflow_each(shared, &overflow, &states);
         }
     }
 }
@@ -733,25 +709,20 @@ async fn send_batch(shared: &Shared, batch: OutBatch) {
 /// each record with its own delivery.
 fn overflow_each(
     shared: &Shared,
-    events: &[(i64, usize, Pending)],
-    entries: &[(String, &'static str, Dest, &[u8])],
+    entries: &[OverflowItem<'_>],
     states: &[&Arc<DeliveryState>],
 ) {
     if entries.is_empty() {
         return;
     }
-    let source = events
-        .first()
-        .map(|(_, _, p)| p.chunk.object.source.clone())
-        .unwrap_or_default();
     let lines: Vec<OverflowEntry<'_>> = entries
         .iter()
-        .map(|(reason, label, dest, bytes)| OverflowEntry {
+        .map(|(reason, label, dest, source, bytes)| OverflowEntry {
             reason,
             label,
             log_group: &dest.0,
             log_stream: &dest.1,
-            source: &source,
+            source,
             record: bytes,
         })
         .collect();

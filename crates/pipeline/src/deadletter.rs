@@ -20,9 +20,55 @@ pub struct DeadLetter<'a> {
     pub time: String,
 }
 
-pub struct DeadLetterFile {
+/// An append-only file, created (with its directory) on the first write; every append is
+/// synced before it returns, so whoever acknowledges after it knows the bytes are on disk.
+pub struct SyncedAppendFile {
     path: PathBuf,
     file: Mutex<Option<File>>,
+}
+
+impl SyncedAppendFile {
+    pub fn new(path: &Path) -> Self {
+        SyncedAppendFile {
+            path: path.to_path_buf(),
+            file: Mutex::new(None),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn append(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut guard = match self.file.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if guard.is_none() {
+            if let Some(parent) = self.path.parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent)?;
+                }
+            }
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
+            *guard = Some(f);
+        }
+        match guard.as_mut() {
+            Some(f) => {
+                f.write_all(bytes)?;
+                f.sync_data()
+            }
+            None => Err(io::Error::other("append file not open")),
+        }
+    }
+}
+
+pub struct DeadLetterFile {
+    file: SyncedAppendFile,
     count: AtomicU64,
 }
 
@@ -30,14 +76,13 @@ impl DeadLetterFile {
     /// The file is created on the first entry, so a clean run leaves none behind.
     pub fn new(path: &Path) -> Self {
         DeadLetterFile {
-            path: path.to_path_buf(),
-            file: Mutex::new(None),
+            file: SyncedAppendFile::new(path),
             count: AtomicU64::new(0),
         }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     pub fn count(&self) -> u64 {
@@ -53,25 +98,7 @@ impl DeadLetterFile {
     pub fn write_json<T: Serialize + ?Sized>(&self, entry: &T) -> io::Result<()> {
         let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
         line.push(b'\n');
-        let mut guard = match self.file.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if guard.is_none() {
-            if let Some(parent) = self.path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
-            *guard = Some(f);
-        }
-        if let Some(f) = guard.as_mut() {
-            f.write_all(&line)?;
-            f.sync_data()?;
-        }
+        self.file.append(&line)?;
         self.count.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -353,8 +353,9 @@ fn generated_corpus_maps_consistently() {
                         assert!(!ocsf::is_mapped(k), "{k} is mapped and unmapped");
                     }
                     for k in m.keys() {
-                        let kept = ocsf::is_mapped(k) || un.contains_key(k) || m[k].is_null()
-                            || m[k] == json!("") || m[k] == json!({}) || m[k] == json!([]);
+                        let kept = ocsf::is_mapped(k)
+                            || un.contains_key(k)
+                            || trailhose_siem::format::path::prune(m[k].clone()).is_none();
                         assert!(kept, "{k} is neither mapped nor kept in unmapped");
                     }
                 }

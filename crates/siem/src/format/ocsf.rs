@@ -87,7 +87,7 @@ pub const FIELDS: &[Row] = &[
     row("actor.invoked_by", "userIdentity.invokedBy", Conv::Copy),
     row(
         "actor.idp.name",
-        "userIdentity.webIdFederationData.federatedProvider",
+        "userIdentity.sessionContext.webIdFederationData.federatedProvider",
         Conv::Copy,
     ),
     row(
