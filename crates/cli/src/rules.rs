@@ -209,8 +209,11 @@ fn test(
     })
 }
 
+/// Called with (record index, bytes, key fields) for every record of a file.
+type OnRecord<'a> = dyn FnMut(u64, &[u8], Option<&KeyFields>) + 'a;
+
 /// Reads a CloudTrail file (any compression), or NDJSON (plain text, one record per line).
-fn read_any(path: &Path, on: &mut dyn FnMut(u64, &[u8], Option<&KeyFields>)) -> Result<()> {
+fn read_any(path: &Path, on: &mut OnRecord<'_>) -> Result<()> {
     let mut head = [0u8; 64];
     let n = {
         let mut f = std::fs::File::open(path)?;
@@ -371,8 +374,7 @@ pub fn report_injected(s: &trailhose_gen::GenSummary, manifest: Option<&Path>) -
             })).collect::<Vec<_>>(),
         });
         let text = serde_json::to_string_pretty(&v)?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
         println!("manifest: {}", path.display());
     }
     Ok(())
@@ -381,8 +383,8 @@ pub fn report_injected(s: &trailhose_gen::GenSummary, manifest: Option<&Path>) -
 /// The detection part of `trailhose demo`: every violation the generator injected must be in
 /// the alerts file.
 pub fn demo_detection(alerts: &Path, g: &trailhose_gen::GenSummary) -> Result<()> {
-    let text = std::fs::read_to_string(alerts)
-        .with_context(|| format!("reading {}", alerts.display()))?;
+    let text =
+        std::fs::read_to_string(alerts).with_context(|| format!("reading {}", alerts.display()))?;
     let mut found = std::collections::BTreeSet::new();
     let mut n = 0u64;
     for line in text.lines() {
@@ -412,6 +414,6 @@ pub fn demo_detection(alerts: &Path, g: &trailhose_gen::GenSummary) -> Result<()
     if !missing.is_empty() {
         bail!("injected violations not alerted: {}", missing.join(", "));
     }
-    println!("   ok: every injected violation raised exactly the alerts it was built for (try `trailhose rules test --id cis-root-usage {}`)", alerts.parent().map_or(String::new(), |p| p.join("records").display().to_string()));
+    println!("   ok: every injected violation raised the alerts it was built for");
     Ok(())
 }

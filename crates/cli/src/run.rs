@@ -73,11 +73,14 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
             SinkConfig::SplunkHec(_)
             | SinkConfig::Opensearch(_)
             | SinkConfig::Http(_)
-            | SinkConfig::Kafka(_) => trailhose_siem::spec(s)
-                .map_err(|e| anyhow::anyhow!("sink {}: {e}", s.name()))?,
+            | SinkConfig::Kafka(_) => {
+                trailhose_siem::spec(s).map_err(|e| anyhow::anyhow!("sink {}: {e}", s.name()))?
+            }
         };
         specs.push(spec);
     }
+    // `[sinks.filter] pattern`: filter-pattern routing conditions, compiled once here.
+    trailhose_siem::routing::attach_patterns(&mut specs).map_err(anyhow::Error::msg)?;
     if let Some(d) = &cfg.detection {
         specs.push(crate::rules::detect_sink(d).await?);
     }

@@ -199,7 +199,9 @@ impl DetectionConfig {
                         ));
                     }
                     if w.timeout_ms == 0 {
-                        p.push(format!("detection.outputs[{i}]: timeout_ms must be above 0"));
+                        p.push(format!(
+                            "detection.outputs[{i}]: timeout_ms must be above 0"
+                        ));
                     }
                 }
                 _ => {}
@@ -218,9 +220,7 @@ impl DetectionConfig {
                 .as_ref()
                 .is_none_or(|a| a.insights_path.is_none())
         {
-            p.push(
-                "[detection] has no [[detection.outputs]]: alerts would only be counted".into(),
-            );
+            p.push("[detection] has no [[detection.outputs]]: alerts would only be counted".into());
         }
         p
     }
@@ -261,10 +261,14 @@ name = "d"
         let bad = format!(
             "{BASE}\n[detection]\ninsight_severity = \"urgent\"\n[[detection.outputs]]\ntype = \"webhook\"\nurl = \"ftp://x\"\n"
         );
-        let e = Config::from_toml(&bad, "t.toml").expect_err("invalid").to_string();
+        let e = Config::from_toml(&bad, "t.toml")
+            .expect_err("invalid")
+            .to_string();
         assert!(e.contains("urgent") && e.contains("ftp://x"), "{e}");
         let typo = format!("{BASE}\n[detection]\nrule_dir = \"x\"\n");
-        let e = Config::from_toml(&typo, "t.toml").expect_err("typo").to_string();
+        let e = Config::from_toml(&typo, "t.toml")
+            .expect_err("typo")
+            .to_string();
         assert!(e.contains("rule_dir"), "{e}");
     }
 }

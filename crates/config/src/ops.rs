@@ -28,12 +28,19 @@ impl OpsConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if !self.listen.is_empty() && self.listen.parse::<std::net::SocketAddr>().is_err() {
-            p.push(format!("ops.listen = {:?} is not an address like 0.0.0.0:9898", self.listen));
+            p.push(format!(
+                "ops.listen = {:?} is not an address like 0.0.0.0:9898",
+                self.listen
+            ));
         }
         if !self.otlp_endpoint.is_empty()
-            && !(self.otlp_endpoint.starts_with("http://") || self.otlp_endpoint.starts_with("https://"))
+            && !(self.otlp_endpoint.starts_with("http://")
+                || self.otlp_endpoint.starts_with("https://"))
         {
-            p.push(format!("ops.otlp_endpoint = {:?} must be an http(s) URL", self.otlp_endpoint));
+            p.push(format!(
+                "ops.otlp_endpoint = {:?} must be an http(s) URL",
+                self.otlp_endpoint
+            ));
         }
         if self.export_interval_seconds == 0 {
             p.push("ops.export_interval_seconds must be > 0".into());

@@ -41,9 +41,9 @@ impl SecretSource {
     fn problems(&self, at: &str, required: bool, p: &mut Vec<String>) {
         match (&self.env, &self.file) {
             (Some(_), Some(_)) => p.push(format!("{at}: set `env` or `file`, not both")),
-            (None, None) if required => {
-                p.push(format!("{at}: set `env` (a variable name) or `file` (a path)"))
-            }
+            (None, None) if required => p.push(format!(
+                "{at}: set `env` (a variable name) or `file` (a path)"
+            )),
             (Some(e), None) if e.is_empty() => p.push(format!("{at}.env is empty")),
             _ => {}
         }
@@ -465,9 +465,7 @@ impl OpenSearchSinkConfig {
         self.api_key
             .problems(&format!("sinks.{n}.api_key"), false, &mut p);
         if self.username.is_some() != self.password.is_set() {
-            p.push(format!(
-                "sinks.{n}: `username` and `password` go together"
-            ));
+            p.push(format!("sinks.{n}: `username` and `password` go together"));
         }
         if self.username.is_some() && self.api_key.is_set() {
             p.push(format!(
@@ -569,6 +567,146 @@ mod tests {
         .problems("u", true, &mut p);
         SecretSource::default().problems("v", false, &mut p);
         assert_eq!(p.len(), 2, "{p:?}");
+    }
+
+    const SINKS: &str = r#"
+[source]
+type = "dir"
+path = "in"
+
+[[sinks]]
+type = "splunk_hec"
+name = "splunk"
+url = "https://splunk.example.com:8088"
+dead_letter_path = "dl/splunk.ndjson"
+format = "ecs"
+indexer_ack = true
+[sinks.token]
+env = "SPLUNK_HEC_TOKEN"
+[sinks.tls]
+ca_file = "/etc/ssl/private-ca.pem"
+
+[[sinks]]
+type = "opensearch"
+name = "search"
+url = "http://localhost:9200"
+index = "cloudtrail-{account}"
+username = "shipper"
+dead_letter_path = "dl/search.ndjson"
+[sinks.password]
+file = "/run/secrets/os"
+[sinks.delivery]
+max_events = 1000
+
+[[sinks]]
+type = "http"
+name = "hook"
+url = "https://collector.example.com/ingest"
+body = "json_array"
+gzip = true
+dead_letter_path = "dl/hook.ndjson"
+[sinks.headers_from_env]
+Authorization = "HOOK_AUTH"
+
+[[sinks]]
+type = "kafka"
+name = "bus"
+brokers = ["kafka-1:9092", "kafka-2:9092"]
+topic = "cloudtrail.{eventCategory}"
+format = "ocsf"
+dead_letter_path = "dl/bus.ndjson"
+[sinks.sasl]
+mechanism = "SCRAM-SHA-512"
+username = "trailhose"
+[sinks.sasl.password]
+env = "KAFKA_PASSWORD"
+"#;
+
+    #[test]
+    fn parses_every_siem_sink() {
+        let c = crate::Config::from_toml(SINKS, "t.toml").expect("valid");
+        let names: Vec<&str> = c.sinks.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["splunk", "search", "hook", "bus"]);
+        match &c.sinks[0] {
+            crate::SinkConfig::SplunkHec(h) => {
+                assert_eq!(h.sourcetype, "aws:cloudtrail");
+                assert_eq!(h.format, OutputFormat::Ecs);
+                assert_eq!(h.token.env.as_deref(), Some("SPLUNK_HEC_TOKEN"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match &c.sinks[3] {
+            crate::SinkConfig::Kafka(k) => {
+                assert_eq!(
+                    k.sasl.as_ref().map(|s| s.mechanism),
+                    Some(SaslMechanism::ScramSha512)
+                );
+                assert_eq!(k.delivery, DeliveryConfig::default());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // The config holds where secrets are, never a secret.
+        let shown = format!("{c:?}");
+        assert!(shown.contains("SPLUNK_HEC_TOKEN") && shown.contains("/run/secrets/os"));
+    }
+
+    #[test]
+    fn siem_sink_problems_are_reported() {
+        let cases = [
+            (
+                "[sinks.token]\nenv = \"SPLUNK_HEC_TOKEN\"",
+                "[sinks.token]",
+                "sinks.splunk.token",
+            ),
+            (
+                "url = \"https://splunk.example.com:8088\"",
+                "url = \"ftp://x\"",
+                "sinks.splunk.url",
+            ),
+            (
+                "index = \"cloudtrail-{account}\"",
+                "index = \"CloudTrail\"",
+                "sinks.search.index",
+            ),
+            (
+                "username = \"shipper\"\n",
+                "",
+                "`username` and `password` go together",
+            ),
+            (
+                "brokers = [\"kafka-1:9092\", \"kafka-2:9092\"]",
+                "brokers = [\"kafka-1\"]",
+                "is not host:port",
+            ),
+            (
+                "topic = \"cloudtrail.{eventCategory}\"",
+                "topic = \"ct/{eventCategory}\"",
+                "sinks.bus.topic",
+            ),
+            (
+                "[sinks.delivery]\nmax_events = 1000",
+                "[sinks.delivery]\nmax_events = 0",
+                "max_events = 0",
+            ),
+            (
+                "Authorization = \"HOOK_AUTH\"",
+                "\"Bad Header\" = \"HOOK_AUTH\"",
+                "not a valid header name",
+            ),
+        ];
+        for (from, to, want) in cases {
+            assert!(SINKS.contains(from), "{from}");
+            let text = SINKS.replacen(from, to, 1);
+            let e = crate::Config::from_toml(&text, "t.toml")
+                .expect_err(want)
+                .to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let typo = SINKS.replacen("gzip = true", "gzpi = true", 1);
+        let e = crate::Config::from_toml(&typo, "t.toml")
+            .expect_err("typo")
+            .to_string();
+        assert!(e.contains("gzpi"), "{e}");
     }
 
     #[test]

@@ -229,11 +229,18 @@ mod tests {
         assert_eq!(v["object"], "s3://b/k");
         let tail = format!(",\"record\":{}}}", std::str::from_utf8(rec).expect("utf8"));
         assert!(a.body.ends_with(tail.as_bytes()));
-        assert!(a.subject.starts_with("[CRITICAL] Trail stopped ? now (111122223333 eu-west-1"));
+        assert!(a
+            .subject
+            .starts_with("[CRITICAL] Trail stopped ? now (111122223333 eu-west-1"));
         assert!(a.subject.len() <= 100);
         let limit = a.body.len() - 1;
-        assert_eq!(a.body_within(a.body.len(), "x").as_deref(), Some(&a.body[..]));
-        let small = a.body_within(limit, "too large").expect("fits without record");
+        assert_eq!(
+            a.body_within(a.body.len(), "x").as_deref(),
+            Some(&a.body[..])
+        );
+        let small = a
+            .body_within(limit, "too large")
+            .expect("fits without record");
         let v: serde_json::Value = serde_json::from_slice(&small).expect("json");
         assert_eq!(v["recordOmitted"], "too large");
         assert!(v.get("record").is_none());

@@ -17,7 +17,7 @@
 //! number or boolean's text, and leaves every other test to step 3. Duplicate JSON keys: the
 //! last occurrence wins in both steps (as in [`trailhose_core::FieldParser`]).
 
-use crate::pattern::{CmpOp, Expr, FilterPattern, Glob, Kind, NumLit, Selector, Seg, Terms, Test};
+use crate::pattern::{CmpOp, Expr, FilterPattern, Glob, Kind, NumLit, Seg, Selector, Terms, Test};
 use simd_json::{Buffers, Node, StaticNode, Tape};
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -65,6 +65,9 @@ impl Hasher for Fx {
 }
 
 pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+/// Per indexed key-field path: value → patterns that require it.
+type Index = Vec<(u32, FxMap<Box<str>, Vec<u32>>)>;
 
 type Getter = for<'a> fn(&'a KeyFields) -> Option<&'a str>;
 
@@ -164,6 +167,7 @@ pub struct Scratch {
     slots: Vec<u32>,
     cands: Vec<u32>,
     pending: Vec<u32>,
+    hits: Vec<u32>,
     pub stats: EvalStats,
 }
 
@@ -182,6 +186,7 @@ impl Scratch {
             slots: Vec::new(),
             cands: Vec::new(),
             pending: Vec::new(),
+            hits: Vec::new(),
             stats: EvalStats::default(),
         }
     }
@@ -192,7 +197,7 @@ pub struct Engine {
     progs: Vec<CExpr>,
     paths: Vec<PathInfo>,
     trie: Vec<TrieNode>,
-    index: Vec<(u32, FxMap<Box<str>, Vec<u32>>)>,
+    index: Index,
     unindexed: Vec<u32>,
     all: Vec<u32>,
 }
@@ -343,11 +348,13 @@ impl Engine {
         s.pending = pending;
     }
 
-    /// Whether `record` matches pattern 0 (for single-pattern engines).
+    /// Whether `record` matches pattern 0 (for single-pattern engines). Allocation-free.
     pub fn matches(&self, s: &mut Scratch, record: &[u8], fields: Option<&KeyFields>) -> bool {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut s.hits);
         self.matching(s, record, fields, &mut out);
-        out.first() == Some(&0)
+        let hit = out.first() == Some(&0);
+        s.hits = out;
+        hit
     }
 
     fn full(&self, s: &mut Scratch, record: &[u8], pending: &[u32], out: &mut Vec<u32>) {
@@ -371,10 +378,7 @@ impl Engine {
         } = s;
         buf.clear();
         buf.extend_from_slice(record);
-        let mut t = tape
-            .take()
-            .unwrap_or_else(|| Tape::null().reset())
-            .reset();
+        let mut t = tape.take().unwrap_or_else(|| Tape::null().reset()).reset();
         if simd_json::fill_tape(buf, buffers, &mut t).is_err() {
             stats.invalid += 1;
             *tape = Some(t.reset());

@@ -38,7 +38,7 @@ enum Kind {
         client: aws_sdk_sns::Client,
         topic_arn: String,
     },
-    Webhook(Webhook),
+    Webhook(Box<Webhook>),
 }
 
 pub fn parse_severity(s: &str) -> Option<Severity> {
@@ -91,7 +91,7 @@ impl Output {
         Output {
             name: format!("webhook:{}", w.uri),
             min_severity: Severity::Info,
-            kind: Kind::Webhook(w),
+            kind: Kind::Webhook(Box::new(w)),
         }
     }
 
@@ -189,7 +189,10 @@ impl Output {
             Kind::Sns { client, topic_arn } => {
                 let mut failed = Vec::new();
                 for a in mine {
-                    let Some(body) = a.body_within(SNS_MAX_MESSAGE, "alert larger than SNS's 256 KiB message limit") else {
+                    let Some(body) = a.body_within(
+                        SNS_MAX_MESSAGE,
+                        "alert larger than SNS's 256 KiB message limit",
+                    ) else {
                         failed.push((a, format!("{name}: alert larger than 256 KiB")));
                         continue;
                     };
@@ -386,12 +389,6 @@ mod tests {
             arn_region("arn:aws:sns:eu-west-1:123456789012:alerts"),
             Some("eu-west-1")
         );
-        assert!(Webhook::new(
-            "ftp://x",
-            &Default::default(),
-            Duration::from_secs(1),
-            0
-        )
-        .is_err());
+        assert!(Webhook::new("ftp://x", &Default::default(), Duration::from_secs(1), 0).is_err());
     }
 }

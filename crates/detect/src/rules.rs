@@ -13,7 +13,10 @@ use trailhose_core::KeyFields;
 /// The embedded default pack: (file name, contents).
 pub const BUILTIN: &[(&str, &str)] = &[
     ("cis.toml", include_str!("../../../config/rules/cis.toml")),
-    ("trailhose.toml", include_str!("../../../config/rules/trailhose.toml")),
+    (
+        "trailhose.toml",
+        include_str!("../../../config/rules/trailhose.toml"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
@@ -40,7 +43,7 @@ impl Severity {
 
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -61,14 +64,13 @@ pub struct Rule {
 pub enum RuleError {
     #[error("{origin}: {reason}")]
     File { origin: String, reason: String },
-    #[error("{origin}:{line}: rule `{id}`: pattern {error}\n  {pattern}\n  {caret}^")]
+    /// `rendered` is the pattern error with the pattern and a caret under the column.
+    #[error("{origin}:{line}: rule `{id}`: pattern {rendered}")]
     Pattern {
         origin: String,
         line: usize,
         id: String,
-        error: crate::pattern::PatternError,
-        pattern: String,
-        caret: String,
+        rendered: String,
     },
     #[error("{0}")]
     Set(String),
@@ -146,9 +148,7 @@ pub fn parse_rule_file(text: &str, origin: &str) -> Result<Vec<Rule>, RuleError>
             origin: origin.to_string(),
             line,
             id: def.id.clone(),
-            caret: " ".repeat(error.column.saturating_sub(1)),
-            error,
-            pattern: text.clone(),
+            rendered: error.render(&text),
         })?;
         if !def.enabled {
             continue;
@@ -339,12 +339,21 @@ mod tests {
         let text = "pack = \"x\"\n\n[[rule]]\nid = \"bad\"\ntitle = \"t\"\nseverity = \"low\"\npattern = '{ $.a = }'\n";
         let e = parse_rule_file(text, "mine.toml").expect_err("bad pattern");
         let s = e.to_string();
-        assert!(s.starts_with("mine.toml:7: rule `bad`: pattern column 9"), "{s}");
-        let e = parse_rule_file("[[rule]]\nid = \"x\"\ntitle = \"t\"\nseverity = \"urgent\"\npattern = '{}'\n", "m.toml")
-            .expect_err("bad severity");
+        assert!(
+            s.starts_with("mine.toml:7: rule `bad`: pattern column 9"),
+            "{s}"
+        );
+        let e = parse_rule_file(
+            "[[rule]]\nid = \"x\"\ntitle = \"t\"\nseverity = \"urgent\"\npattern = '{}'\n",
+            "m.toml",
+        )
+        .expect_err("bad severity");
         assert!(e.to_string().contains("m.toml:4"), "{e}");
-        let e = parse_rule_file("[[rule]]\nid = \"x y\"\ntitle = \"t\"\nseverity = \"low\"\npattern = ''\n", "m.toml")
-            .expect_err("bad id");
+        let e = parse_rule_file(
+            "[[rule]]\nid = \"x y\"\ntitle = \"t\"\nseverity = \"low\"\npattern = ''\n",
+            "m.toml",
+        )
+        .expect_err("bad id");
         assert!(e.to_string().contains("rule id `x y`"), "{e}");
     }
 
@@ -368,7 +377,10 @@ mod tests {
             .iter()
             .find(|r| r.id == "cis-root-usage")
             .expect("present");
-        assert_eq!((root.title.as_str(), root.severity), ("mine", Severity::Critical));
+        assert_eq!(
+            (root.title.as_str(), root.severity),
+            ("mine", Severity::Critical)
+        );
         assert_eq!(root.pack, "mine");
         assert!(!set.rules().iter().any(|r| r.id == "cis-vpc-changes"));
         let e = RuleSet::load(&RuleSources {

@@ -83,7 +83,9 @@ impl AnomalyStage {
                     ),
                 },
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(path = %p.display(), error = %e, "cannot read the anomaly state; starting a new baseline"),
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "cannot read the anomaly state; starting a new baseline")
+                }
             }
         }
         AnomalyDetector::new(opts)
@@ -194,7 +196,9 @@ impl DetectSink {
 pub fn anomaly_options(a: &AnomalyConfig) -> AnomalyOptions {
     let d = AnomalyOptions::default();
     AnomalyOptions {
-        baseline_window_minutes: a.baseline_window_minutes.unwrap_or(d.baseline_window_minutes),
+        baseline_window_minutes: a
+            .baseline_window_minutes
+            .unwrap_or(d.baseline_window_minutes),
         bucket_minutes: a.bucket_minutes.unwrap_or(d.bucket_minutes),
         detection_window_minutes: a
             .detection_window_minutes

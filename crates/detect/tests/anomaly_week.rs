@@ -38,24 +38,16 @@ fn week(dir: &Path, anomalies: bool) -> GenSummary {
     .expect("generate")
 }
 
-/// Feeds every record of `dir` (files in key order, as a bucket listing gives them); calls
-/// `between` after `split` records.
-fn run(
-    dir: &Path,
-    d: &mut AnomalyDetector,
-    split: Option<(u64, &mut dyn FnMut(&mut AnomalyDetector))>,
-) -> Vec<InsightEvent> {
+/// Feeds records `from..to` (1-based, in file key order, as a bucket listing gives them).
+fn run_range(dir: &Path, d: &mut AnomalyDetector, from: u64, to: u64) -> Vec<InsightEvent> {
     let mut out = Vec::new();
     let mut n = 0u64;
-    let mut split = split;
     for f in list_files(dir).expect("list") {
         let file = std::fs::File::open(&f).expect("open");
         let (_, r) = read_records(file, &Limits::default(), FieldMode::Extract, |rec| {
             n += 1;
-            if let Some((at, f)) = split.as_mut() {
-                if n == *at {
-                    f(d);
-                }
+            if n < from || n >= to {
+                return;
             }
             let Some(fields) = rec.fields.as_ref() else {
                 return;
@@ -68,6 +60,10 @@ fn run(
         r.expect("valid file");
     }
     out
+}
+
+fn run(dir: &Path, d: &mut AnomalyDetector) -> Vec<InsightEvent> {
+    run_range(dir, d, 1, u64::MAX)
 }
 
 fn describe(e: &InsightEvent) -> String {
@@ -90,13 +86,18 @@ fn injected_burst_and_error_spike_raise_exactly_their_pairs() {
     let s = week(tmp.path(), true);
     assert_eq!(s.anomalies.len(), 2);
     let mut d = AnomalyDetector::new(AnomalyOptions::default());
-    let events = run(tmp.path(), &mut d, None);
+    let events = run(tmp.path(), &mut d);
     for e in &events {
         eprintln!("{}", describe(e));
     }
     eprintln!("{:?}", d.stats);
     assert_eq!(d.stats.late, 0);
-    assert_eq!(events.len(), 4, "{:#?}", events.iter().map(describe).collect::<Vec<_>>());
+    assert_eq!(
+        events.len(),
+        4,
+        "{:#?}",
+        events.iter().map(describe).collect::<Vec<_>>()
+    );
 
     for a in &s.anomalies {
         let itype = match a.insight_type {
@@ -128,9 +129,11 @@ fn injected_burst_and_error_spike_raise_exactly_their_pairs() {
             for absent in ["eventName", "eventSource", "userIdentity"] {
                 assert!(v.get(absent).is_none());
             }
-            assert!(v["insightDetails"]["insightContext"]["statistics"]["baselineDuration"]
-                .as_u64()
-                .is_some_and(|m| m >= 1440));
+            assert!(
+                v["insightDetails"]["insightContext"]["statistics"]["baselineDuration"]
+                    .as_u64()
+                    .is_some_and(|m| m >= 1440)
+            );
         }
         let minutes = ((a.end_ms - a.start_ms) / 60_000) as u64;
         let st = &end.insight_details.insight_context.statistics;
@@ -156,13 +159,12 @@ fn injected_burst_and_error_spike_raise_exactly_their_pairs() {
 
     // A restart halfway through, from the persisted state, gives the same events.
     let half = s.records / 2;
-    let mut saved = Vec::new();
     let mut first = AnomalyDetector::new(AnomalyOptions::default());
-    let mut stop = |d: &mut AnomalyDetector| saved = d.to_state_bytes();
-    let before = run_until(tmp.path(), &mut first, half, &mut stop);
+    let before = run_range(tmp.path(), &mut first, 1, half);
+    let saved = first.to_state_bytes();
     let mut restored =
         AnomalyDetector::from_state_bytes(&saved, &AnomalyOptions::default()).expect("state");
-    let after = run_from(tmp.path(), &mut restored, half);
+    let after = run_range(tmp.path(), &mut restored, half, u64::MAX);
     let key = |v: &[InsightEvent]| {
         v.iter()
             .map(|e| (e.event_id.clone(), e.event_time.clone()))
@@ -171,59 +173,11 @@ fn injected_burst_and_error_spike_raise_exactly_their_pairs() {
     let mut joined = before;
     joined.extend(after);
     assert_eq!(key(&joined), key(&events));
-    eprintln!("state file: {} bytes for {} keys", saved.len(), first.keys());
-}
-
-/// Records `1..at` into `d`, then `save(d)`; returns the events so far.
-fn run_until(
-    dir: &Path,
-    d: &mut AnomalyDetector,
-    at: u64,
-    save: &mut dyn FnMut(&mut AnomalyDetector),
-) -> Vec<InsightEvent> {
-    let mut out = Vec::new();
-    let mut n = 0u64;
-    for f in list_files(dir).expect("list") {
-        let file = std::fs::File::open(&f).expect("open");
-        let (_, r) = read_records(file, &Limits::default(), FieldMode::Extract, |rec| {
-            n += 1;
-            if n >= at {
-                return;
-            }
-            if let Some(fields) = rec.fields.as_ref() {
-                let ua = scan_user_agent(rec.raw.bytes);
-                if let Some(o) = Observation::from_fields(fields, ua.as_deref(), None, None) {
-                    out.extend(d.observe(&o));
-                }
-            }
-        });
-        r.expect("valid file");
-    }
-    save(d);
-    out
-}
-
-/// Records `at..` into `d`.
-fn run_from(dir: &Path, d: &mut AnomalyDetector, at: u64) -> Vec<InsightEvent> {
-    let mut out = Vec::new();
-    let mut n = 0u64;
-    for f in list_files(dir).expect("list") {
-        let file = std::fs::File::open(&f).expect("open");
-        let (_, r) = read_records(file, &Limits::default(), FieldMode::Extract, |rec| {
-            n += 1;
-            if n < at {
-                return;
-            }
-            if let Some(fields) = rec.fields.as_ref() {
-                let ua = scan_user_agent(rec.raw.bytes);
-                if let Some(o) = Observation::from_fields(fields, ua.as_deref(), None, None) {
-                    out.extend(d.observe(&o));
-                }
-            }
-        });
-        r.expect("valid file");
-    }
-    out
+    eprintln!(
+        "state file: {} bytes for {} keys",
+        saved.len(),
+        first.keys()
+    );
 }
 
 #[test]
@@ -231,18 +185,33 @@ fn a_steady_week_raises_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     week(tmp.path(), false);
     let mut d = AnomalyDetector::new(AnomalyOptions::default());
-    let events = run(tmp.path(), &mut d, None);
-    assert!(events.is_empty(), "{:#?}", events.iter().map(describe).collect::<Vec<_>>());
+    let events = run(tmp.path(), &mut d);
+    assert!(
+        events.is_empty(),
+        "{:#?}",
+        events.iter().map(describe).collect::<Vec<_>>()
+    );
     // With the count floor removed only the statistical test decides; still nothing.
     let mut strict = AnomalyDetector::new(AnomalyOptions {
         min_count: 1,
         min_ratio: 1.0,
         ..AnomalyOptions::default()
     });
-    let events = run(tmp.path(), &mut strict, None);
-    assert!(events.is_empty(), "{:#?}", events.iter().map(describe).collect::<Vec<_>>());
+    let events = run(tmp.path(), &mut strict);
+    assert!(
+        events.is_empty(),
+        "{:#?}",
+        events.iter().map(describe).collect::<Vec<_>>()
+    );
     // Management events are analysed; data events are skipped, as CloudTrail Insights does.
-    assert_eq!(d.stats.events + d.stats.skipped, WEEK_FILES * u64::from(PER_FILE));
-    assert!(d.stats.events > 60_000 && d.stats.late == 0, "{:?}", d.stats);
+    assert_eq!(
+        d.stats.events + d.stats.skipped,
+        WEEK_FILES * u64::from(PER_FILE)
+    );
+    assert!(
+        d.stats.events > 60_000 && d.stats.late == 0,
+        "{:?}",
+        d.stats
+    );
     eprintln!("{:?}, {} keys", d.stats, d.keys());
 }

@@ -92,15 +92,33 @@ fn oracle(v: &Value) -> Vec<&'static str> {
     );
     hit(
         in_(&[
-            "DeleteGroupPolicy", "DeleteRolePolicy", "DeleteUserPolicy", "PutGroupPolicy",
-            "PutRolePolicy", "PutUserPolicy", "CreatePolicy", "DeletePolicy",
-            "CreatePolicyVersion", "DeletePolicyVersion", "AttachRolePolicy", "DetachRolePolicy",
-            "AttachUserPolicy", "DetachUserPolicy", "AttachGroupPolicy", "DetachGroupPolicy",
+            "DeleteGroupPolicy",
+            "DeleteRolePolicy",
+            "DeleteUserPolicy",
+            "PutGroupPolicy",
+            "PutRolePolicy",
+            "PutUserPolicy",
+            "CreatePolicy",
+            "DeletePolicy",
+            "CreatePolicyVersion",
+            "DeletePolicyVersion",
+            "AttachRolePolicy",
+            "DetachRolePolicy",
+            "AttachUserPolicy",
+            "DetachUserPolicy",
+            "AttachGroupPolicy",
+            "DetachGroupPolicy",
         ]),
         "cis-iam-policy-changes",
     );
     hit(
-        in_(&["CreateTrail", "UpdateTrail", "DeleteTrail", "StartLogging", "StopLogging"]),
+        in_(&[
+            "CreateTrail",
+            "UpdateTrail",
+            "DeleteTrail",
+            "StartLogging",
+            "StopLogging",
+        ]),
         "cis-cloudtrail-config-changes",
     );
     hit(
@@ -114,71 +132,117 @@ fn oracle(v: &Value) -> Vec<&'static str> {
     hit(
         source == "s3.amazonaws.com"
             && in_(&[
-                "PutBucketAcl", "PutBucketPolicy", "PutBucketCors", "PutBucketLifecycle",
-                "PutBucketReplication", "DeleteBucketPolicy", "DeleteBucketCors",
-                "DeleteBucketLifecycle", "DeleteBucketReplication",
+                "PutBucketAcl",
+                "PutBucketPolicy",
+                "PutBucketCors",
+                "PutBucketLifecycle",
+                "PutBucketReplication",
+                "DeleteBucketPolicy",
+                "DeleteBucketCors",
+                "DeleteBucketLifecycle",
+                "DeleteBucketReplication",
             ]),
         "cis-s3-bucket-policy-changes",
     );
     hit(
         source == "config.amazonaws.com"
             && in_(&[
-                "StopConfigurationRecorder", "DeleteDeliveryChannel", "PutDeliveryChannel",
+                "StopConfigurationRecorder",
+                "DeleteDeliveryChannel",
+                "PutDeliveryChannel",
                 "PutConfigurationRecorder",
             ]),
         "cis-aws-config-changes",
     );
     hit(
         in_(&[
-            "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress",
-            "RevokeSecurityGroupIngress", "RevokeSecurityGroupEgress", "CreateSecurityGroup",
+            "AuthorizeSecurityGroupIngress",
+            "AuthorizeSecurityGroupEgress",
+            "RevokeSecurityGroupIngress",
+            "RevokeSecurityGroupEgress",
+            "CreateSecurityGroup",
             "DeleteSecurityGroup",
         ]),
         "cis-security-group-changes",
     );
     hit(
         in_(&[
-            "CreateNetworkAcl", "CreateNetworkAclEntry", "DeleteNetworkAcl",
-            "DeleteNetworkAclEntry", "ReplaceNetworkAclEntry", "ReplaceNetworkAclAssociation",
+            "CreateNetworkAcl",
+            "CreateNetworkAclEntry",
+            "DeleteNetworkAcl",
+            "DeleteNetworkAclEntry",
+            "ReplaceNetworkAclEntry",
+            "ReplaceNetworkAclAssociation",
         ]),
         "cis-nacl-changes",
     );
     hit(
         in_(&[
-            "CreateCustomerGateway", "DeleteCustomerGateway", "AttachInternetGateway",
-            "CreateInternetGateway", "DeleteInternetGateway", "DetachInternetGateway",
+            "CreateCustomerGateway",
+            "DeleteCustomerGateway",
+            "AttachInternetGateway",
+            "CreateInternetGateway",
+            "DeleteInternetGateway",
+            "DetachInternetGateway",
         ]),
         "cis-network-gateway-changes",
     );
     hit(
         in_(&[
-            "CreateRoute", "CreateRouteTable", "ReplaceRoute", "ReplaceRouteTableAssociation",
-            "DeleteRouteTable", "DeleteRoute", "DisassociateRouteTable",
+            "CreateRoute",
+            "CreateRouteTable",
+            "ReplaceRoute",
+            "ReplaceRouteTableAssociation",
+            "DeleteRouteTable",
+            "DeleteRoute",
+            "DisassociateRouteTable",
         ]),
         "cis-route-table-changes",
     );
     hit(
         in_(&[
-            "CreateVpc", "DeleteVpc", "ModifyVpcAttribute", "AcceptVpcPeeringConnection",
-            "CreateVpcPeeringConnection", "DeleteVpcPeeringConnection",
-            "RejectVpcPeeringConnection", "AttachClassicLinkVpc", "DetachClassicLinkVpc",
-            "DisableVpcClassicLink", "EnableVpcClassicLink",
+            "CreateVpc",
+            "DeleteVpc",
+            "ModifyVpcAttribute",
+            "AcceptVpcPeeringConnection",
+            "CreateVpcPeeringConnection",
+            "DeleteVpcPeeringConnection",
+            "RejectVpcPeeringConnection",
+            "AttachClassicLinkVpc",
+            "DetachClassicLinkVpc",
+            "DisableVpcClassicLink",
+            "EnableVpcClassicLink",
         ]),
         "cis-vpc-changes",
     );
     hit(
         source == "organizations.amazonaws.com"
             && in_(&[
-                "AcceptHandshake", "AttachPolicy", "CreateAccount", "CreateOrganizationalUnit",
-                "CreatePolicy", "DeclineHandshake", "DeleteOrganization",
-                "DeleteOrganizationalUnit", "DeletePolicy", "DetachPolicy", "DisablePolicyType",
-                "EnablePolicyType", "InviteAccountToOrganization", "LeaveOrganization",
-                "MoveAccount", "RemoveAccountFromOrganization", "UpdatePolicy",
+                "AcceptHandshake",
+                "AttachPolicy",
+                "CreateAccount",
+                "CreateOrganizationalUnit",
+                "CreatePolicy",
+                "DeclineHandshake",
+                "DeleteOrganization",
+                "DeleteOrganizationalUnit",
+                "DeletePolicy",
+                "DetachPolicy",
+                "DisablePolicyType",
+                "EnablePolicyType",
+                "InviteAccountToOrganization",
+                "LeaveOrganization",
+                "MoveAccount",
+                "RemoveAccountFromOrganization",
+                "UpdatePolicy",
                 "UpdateOrganizationalUnit",
             ]),
         "cis-organizations-changes",
     );
-    hit(name == "ConsoleLogin" && utype == Some("Root"), "root-console-login");
+    hit(
+        name == "ConsoleLogin" && utype == Some("Root"),
+        "root-console-login",
+    );
     hit(
         name == "ConsoleLogin"
             && mfa_not_yes
@@ -259,7 +323,10 @@ async fn cis_pack_finds_every_injected_violation_and_no_others() {
     assert_eq!(n, base.records);
     let missing: Vec<_> = base_oracle.difference(&base_hits).collect();
     let extra: Vec<_> = base_hits.difference(&base_oracle).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}\nextra {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}\nextra {extra:?}"
+    );
     let mut per_rule: BTreeMap<&str, u64> = BTreeMap::new();
     for (_, r) in &base_hits {
         *per_rule.entry(r).or_default() += 1;

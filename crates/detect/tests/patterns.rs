@@ -16,8 +16,16 @@ use trailhose_detect::FilterPattern;
 /// (pattern, or `rule:<id>` for a pattern of the built-in pack; event fixture; expected).
 const CASES: &[(&str, &str, bool)] = &[
     // --- CloudWatch Logs guide, "JSON metric filter examples" (all documented to match) ---
-    (r#"{ $.eventType = "UpdateTrail" }"#, "aws-doc-example", true),
-    ("{ $.sourceIPAddress != 123.123.* }", "aws-doc-example", true),
+    (
+        r#"{ $.eventType = "UpdateTrail" }"#,
+        "aws-doc-example",
+        true,
+    ),
+    (
+        "{ $.sourceIPAddress != 123.123.* }",
+        "aws-doc-example",
+        true,
+    ),
     (r#"{ $.arrayKey[0] = "value" }"#, "aws-doc-example", true),
     ("{ $.objectList[1].id = 2 }", "aws-doc-example", true),
     ("{ $.SomeObject IS NULL }", "aws-doc-example", true),
@@ -34,12 +42,20 @@ const CASES: &[(&str, &str, bool)] = &[
     ("{ $.ThisFlag = true }", "aws-doc-example", true),
     ("{ $.eventType IS NULL }", "aws-doc-example", false),
     ("{ $.SomeObject NOT EXISTS }", "aws-doc-example", false),
-    (r#"{ $.arrayKey[1] = "another value" }"#, "aws-doc-example", true),
+    (
+        r#"{ $.arrayKey[1] = "another value" }"#,
+        "aws-doc-example",
+        true,
+    ),
     // "If arrayKey is not an array this will be false"; out of range likewise.
     ("{ $.eventType[0] = U }", "aws-doc-example", false),
     ("{ $.objectList[2].id = 3 }", "aws-doc-example", false),
     ("{ $.objectList[2].id NOT EXISTS }", "aws-doc-example", true),
-    ("{ $.objectList[0].missing NOT EXISTS }", "aws-doc-example", true),
+    (
+        "{ $.objectList[0].missing NOT EXISTS }",
+        "aws-doc-example",
+        true,
+    ),
     ("{ $.eventType.inner = x }", "aws-doc-example", false),
     // A selector on an object or array matches neither `=` nor `!=`.
     (r#"{ $.arrayKey = "value" }"#, "aws-doc-example", false),
@@ -74,8 +90,16 @@ const CASES: &[(&str, &str, bool)] = &[
     ("{ $.coordinates[0][1] = 1 }", "aws-doc-compound", true),
     ("{ $.coordinates[2][2] >= 9 }", "aws-doc-compound", true),
     ("{ $.coordinates[1] = 4 }", "aws-doc-compound", false),
-    (r#"{ $.users[1].email = "*@example.com" }"#, "aws-doc-compound", true),
-    ("{ $.actions[2] = DELETE && ($.actions[0] = PUT || $.actions[1] = PUT) }", "aws-doc-compound", true),
+    (
+        r#"{ $.users[1].email = "*@example.com" }"#,
+        "aws-doc-compound",
+        true,
+    ),
+    (
+        "{ $.actions[2] = DELETE && ($.actions[0] = PUT || $.actions[1] = PUT) }",
+        "aws-doc-compound",
+        true,
+    ),
     // --- "OR pattern matching" in JSON filters ---
     ("{$.foo = bar}", "foo-bar", true),
     ("{$.foo = bar}", "foo-baz", false),
@@ -110,14 +134,38 @@ const CASES: &[(&str, &str, bool)] = &[
     // --- CIS / Security Hub metric filters (built-in pack) on CloudTrail events ---
     ("rule:cis-unauthorized-api-calls", "ec2-unauthorized", true),
     ("rule:cis-unauthorized-api-calls", "s3-access-denied", true),
-    ("rule:cis-unauthorized-api-calls", "kms-access-denied-exception", true),
+    (
+        "rule:cis-unauthorized-api-calls",
+        "kms-access-denied-exception",
+        true,
+    ),
     ("rule:cis-unauthorized-api-calls", "throttled", false),
     ("rule:cis-unauthorized-api-calls", "stop-logging", false),
-    ("rule:cis-console-signin-without-mfa", "console-login-iamuser-nomfa", true),
-    ("rule:cis-console-signin-without-mfa", "console-login-iamuser-mfa", false),
-    ("rule:cis-console-signin-without-mfa", "console-login-failed", false),
-    ("rule:cis-console-signin-without-mfa", "console-login-sso", false),
-    ("rule:cis-console-signin-without-mfa", "console-login-root", false),
+    (
+        "rule:cis-console-signin-without-mfa",
+        "console-login-iamuser-nomfa",
+        true,
+    ),
+    (
+        "rule:cis-console-signin-without-mfa",
+        "console-login-iamuser-mfa",
+        false,
+    ),
+    (
+        "rule:cis-console-signin-without-mfa",
+        "console-login-failed",
+        false,
+    ),
+    (
+        "rule:cis-console-signin-without-mfa",
+        "console-login-sso",
+        false,
+    ),
+    (
+        "rule:cis-console-signin-without-mfa",
+        "console-login-root",
+        false,
+    ),
     ("rule:cis-root-usage", "root-api-call", true),
     ("rule:cis-root-usage", "console-login-root", true),
     ("rule:cis-root-usage", "root-invoked-by-service", false),
@@ -127,15 +175,43 @@ const CASES: &[(&str, &str, bool)] = &[
     ("rule:cis-iam-policy-changes", "org-create-account", false),
     ("rule:cis-cloudtrail-config-changes", "stop-logging", true),
     ("rule:cis-cloudtrail-config-changes", "update-trail", true),
-    ("rule:cis-console-auth-failures", "console-login-failed", true),
-    ("rule:cis-console-auth-failures", "console-login-iamuser-nomfa", false),
-    ("rule:cis-cmk-disable-or-deletion", "schedule-key-deletion", true),
+    (
+        "rule:cis-console-auth-failures",
+        "console-login-failed",
+        true,
+    ),
+    (
+        "rule:cis-console-auth-failures",
+        "console-login-iamuser-nomfa",
+        false,
+    ),
+    (
+        "rule:cis-cmk-disable-or-deletion",
+        "schedule-key-deletion",
+        true,
+    ),
     ("rule:cis-cmk-disable-or-deletion", "disable-key", true),
-    ("rule:cis-cmk-disable-or-deletion", "disable-key-other-source", false),
-    ("rule:cis-s3-bucket-policy-changes", "put-bucket-policy", true),
-    ("rule:cis-s3-bucket-policy-changes", "get-bucket-policy", false),
+    (
+        "rule:cis-cmk-disable-or-deletion",
+        "disable-key-other-source",
+        false,
+    ),
+    (
+        "rule:cis-s3-bucket-policy-changes",
+        "put-bucket-policy",
+        true,
+    ),
+    (
+        "rule:cis-s3-bucket-policy-changes",
+        "get-bucket-policy",
+        false,
+    ),
     ("rule:cis-aws-config-changes", "stop-config-recorder", true),
-    ("rule:cis-security-group-changes", "authorize-sg-ingress", true),
+    (
+        "rule:cis-security-group-changes",
+        "authorize-sg-ingress",
+        true,
+    ),
     ("rule:cis-security-group-changes", "create-vpc", false),
     ("rule:cis-nacl-changes", "create-nacl-entry", true),
     ("rule:cis-network-gateway-changes", "create-igw", true),
@@ -164,15 +240,31 @@ const CASES: &[(&str, &str, bool)] = &[
     ),
     // --- The essentials pack ---
     ("rule:root-console-login", "console-login-root", true),
-    ("rule:root-console-login", "console-login-iamuser-nomfa", false),
+    (
+        "rule:root-console-login",
+        "console-login-iamuser-nomfa",
+        false,
+    ),
     ("rule:console-login-without-mfa", "console-login-root", true),
     ("rule:console-login-without-mfa", "console-login-sso", false),
     ("rule:cloudtrail-stopped-or-deleted", "stop-logging", true),
     ("rule:cloudtrail-stopped-or-deleted", "update-trail", false),
-    ("rule:kms-key-scheduled-deletion", "schedule-key-deletion", true),
+    (
+        "rule:kms-key-scheduled-deletion",
+        "schedule-key-deletion",
+        true,
+    ),
     ("rule:kms-key-scheduled-deletion", "disable-key", false),
-    ("rule:root-access-key-created", "root-create-access-key", true),
-    ("rule:root-access-key-created", "root-create-access-key-for-user", false),
+    (
+        "rule:root-access-key-created",
+        "root-create-access-key",
+        true,
+    ),
+    (
+        "rule:root-access-key-created",
+        "root-create-access-key-for-user",
+        false,
+    ),
     // --- Unstructured terms against the raw record ---
     ("ConsoleLogin", "console-login-root", true),
     ("?StopLogging ?DeleteTrail", "stop-logging", true),
@@ -219,7 +311,9 @@ fn pattern_event_table() {
     for ((spec, ev, want), pattern) in CASES.iter().zip(&patterns) {
         events.insert(*ev);
         let bytes = fixture(ev);
-        let fields = FieldParser::new().parse(&bytes, 0, 0).expect("fixture parses");
+        let fields = FieldParser::new()
+            .parse(&bytes, 0, 0)
+            .expect("fixture parses");
         let engine = Engine::new(&[pattern]);
         let with_fields = engine.matches(&mut scratch, &bytes, Some(&fields));
         let without = engine.matches(&mut scratch, &bytes, None);
@@ -235,7 +329,9 @@ fn pattern_event_table() {
     let mut out = Vec::new();
     for ev in &events {
         let bytes = fixture(ev);
-        let fields = FieldParser::new().parse(&bytes, 0, 0).expect("fixture parses");
+        let fields = FieldParser::new()
+            .parse(&bytes, 0, 0)
+            .expect("fixture parses");
         all.matching(&mut scratch, &bytes, Some(&fields), &mut out);
         for (i, (spec, e, want)) in CASES.iter().enumerate() {
             if e == ev && out.contains(&(i as u32)) != *want {
@@ -243,7 +339,12 @@ fn pattern_event_table() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{} pattern × event cases passed", CASES.len());
 }
 
@@ -254,17 +355,29 @@ const BAD: &[(&str, usize, &str)] = &[
     ("{ $.eventName ConsoleLogin }", 15, "an operator"),
     ("{ eventName = ConsoleLogin }", 3, "a condition"),
     ("{ $eventName = x }", 4, "`.` after `$`"),
-    ("{ ($.a = 1) && ($.b = 2 }", 25, "`)` to close the `(` at column 16"),
+    (
+        "{ ($.a = 1) && ($.b = 2 }",
+        25,
+        "`)` to close the `(` at column 16",
+    ),
     ("{ $.a = 1 || }", 14, "a condition"),
     ("{ $.a = 1 | $.b = 2 }", 11, "`||`"),
     ("{ $.a > \"5\" }", 9, "a number after `>`"),
     ("{ $.a <= x1 }", 10, "a number after `<=`"),
-    ("{ $.a IS NOTNULL }", 10, "`NULL`, `TRUE` or `FALSE` after `IS`"),
+    (
+        "{ $.a IS NOTNULL }",
+        10,
+        "`NULL`, `TRUE` or `FALSE` after `IS`",
+    ),
     ("{ $.a NOT EXIST }", 11, "`EXISTS` after `NOT`"),
     ("{ $.a EXISTS }", 7, "`EXISTS` alone is not supported"),
     ("{ $.a[x] = 1 }", 7, "an array index"),
     ("{ $.a[0 = 1 }", 8, "`]`"),
-    ("{ $.a = \"unterminated }", 24, "`\"` to close the string opened at column 9"),
+    (
+        "{ $.a = \"unterminated }",
+        24,
+        "`\"` to close the string opened at column 9",
+    ),
     ("{ $.a = %regex% }", 9, "regular expressions"),
     ("{ $.a = a,b }", 10, "quote values"),
     ("{ $.a = 1 } extra", 13, "the end of the pattern"),

@@ -139,7 +139,10 @@ const VIOLATIONS: &[Spec] = &[
     },
     Spec {
         read_only: true,
-        error: Some(("AccessDenied", "User is not authorized to perform: iam:ListUsers")),
+        error: Some((
+            "AccessDenied",
+            "User is not authorized to perform: iam:ListUsers",
+        )),
         ..spec(
             "access-denied-iam",
             &["cis-unauthorized-api-calls"],
@@ -153,7 +156,10 @@ const VIOLATIONS: &[Spec] = &[
         login: Some(Login::NoMfaSuccess),
         ..spec(
             "console-login-without-mfa",
-            &["cis-console-signin-without-mfa", "console-login-without-mfa"],
+            &[
+                "cis-console-signin-without-mfa",
+                "console-login-without-mfa",
+            ],
             SIGNIN,
             "ConsoleLogin",
             Who::User("dave"),
@@ -192,7 +198,10 @@ const VIOLATIONS: &[Spec] = &[
     ),
     spec(
         "cloudtrail-stop-logging",
-        &["cis-cloudtrail-config-changes", "cloudtrail-stopped-or-deleted"],
+        &[
+            "cis-cloudtrail-config-changes",
+            "cloudtrail-stopped-or-deleted",
+        ],
         CT,
         "StopLogging",
         OPS,
@@ -208,7 +217,10 @@ const VIOLATIONS: &[Spec] = &[
     ),
     spec(
         "cloudtrail-delete-trail",
-        &["cis-cloudtrail-config-changes", "cloudtrail-stopped-or-deleted"],
+        &[
+            "cis-cloudtrail-config-changes",
+            "cloudtrail-stopped-or-deleted",
+        ],
         CT,
         "DeleteTrail",
         OPS,
@@ -369,14 +381,20 @@ fn write_identity(j: &mut Json, who: Who, account: &str, sign_in: bool) {
             j.kv_str("principalId", account);
             j.kv_str("arn", &format!("arn:aws:iam::{account}:root"));
             j.kv_str("accountId", account);
-            j.kv_str("accessKeyId", if sign_in { "" } else { "ASIAINJECTEDROOT0001" });
+            j.kv_str(
+                "accessKeyId",
+                if sign_in { "" } else { "ASIAINJECTEDROOT0001" },
+            );
         }
         Who::User(u) => {
             j.kv_str("type", "IAMUser");
             j.kv_str("principalId", "AIDAINJECTEDUSER0001");
             j.kv_str("arn", &format!("arn:aws:iam::{account}:user/{u}"));
             j.kv_str("accountId", account);
-            j.kv_str("accessKeyId", if sign_in { "" } else { "AKIAINJECTEDUSER0001" });
+            j.kv_str(
+                "accessKeyId",
+                if sign_in { "" } else { "AKIAINJECTEDUSER0001" },
+            );
             j.kv_str("userName", u);
         }
         Who::Role(r) => {
@@ -490,7 +508,13 @@ fn write_record(j: &mut Json, r: &Record<'_>) {
 
 impl Writer<'_> {
     /// Writes one log file holding `records`, delivered `DELIVERY_DELAY_MS` after `window_ms`.
-    fn file(&mut self, account: &str, region: &str, window_ms: i64, records: &[Record<'_>]) -> io::Result<()> {
+    fn file(
+        &mut self,
+        account: &str,
+        region: &str,
+        window_ms: i64,
+        records: &[Record<'_>],
+    ) -> io::Result<()> {
         let mut j = Json::with_capacity(64 * 1024);
         j.buf.extend_from_slice(b"{\"Records\":[");
         for (i, r) in records.iter().enumerate() {
@@ -589,10 +613,7 @@ pub(crate) fn write(
     if opts.inject.violations {
         let n = VIOLATIONS.len() as i64;
         for (i, s) in VIOLATIONS.iter().enumerate() {
-            let global = matches!(
-                s.source,
-                IAM | "organizations.amazonaws.com" | SIGNIN
-            );
+            let global = matches!(s.source, IAM | "organizations.amazonaws.com" | SIGNIN);
             let account = &accounts[i % accounts.len()];
             let region = if global {
                 &regions[0]

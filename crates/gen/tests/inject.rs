@@ -74,13 +74,21 @@ fn injection_only_adds_files() -> TestResult {
     assert_eq!(inj.anomalies.len(), 2);
     let burst = &inj.anomalies[0];
     assert_eq!(
-        (burst.event_name, burst.records, burst.end_ms - burst.start_ms),
+        (
+            burst.event_name,
+            burst.records,
+            burst.end_ms - burst.start_ms
+        ),
         ("DeleteSecurityGroup", 300, 600_000)
     );
     assert_eq!(per_name.get("DeleteSecurityGroup"), Some(&300));
     let spike = &inj.anomalies[1];
     assert_eq!(
-        (spike.insight_type, spike.records, spike.end_ms - spike.start_ms),
+        (
+            spike.insight_type,
+            spike.records,
+            spike.end_ms - spike.start_ms
+        ),
         ("ApiErrorRateInsight", 150, 900_000)
     );
     assert_eq!(inj.records, plain.records + 21 + 300 + 150);

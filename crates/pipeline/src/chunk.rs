@@ -28,7 +28,9 @@ impl ObjectMeta {
             key: key.to_owned(),
             ..Default::default()
         };
-        if let trailhose_core::keys::KeyClass::CloudTrail(k) = trailhose_core::keys::classify_key(key) {
+        if let trailhose_core::keys::KeyClass::CloudTrail(k) =
+            trailhose_core::keys::classify_key(key)
+        {
             meta.account = Some(k.account.to_owned());
             meta.region = Some(k.region.to_owned());
             meta.org_id = k.org_id.map(str::to_owned);

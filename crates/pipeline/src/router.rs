@@ -127,7 +127,7 @@ async fn route(
                     .records
                     .iter()
                     .enumerate()
-                    .filter(|(_, r)| filter.matches(&r.fields))
+                    .filter(|(_, r)| filter.matches_record(chunk.bytes_of(r), &r.fields))
                     .map(|(i, _)| i as u32)
                     .collect();
                 for &i in &sel {

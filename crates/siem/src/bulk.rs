@@ -164,7 +164,13 @@ impl Transport for BulkTransport {
                     reason: format!("building the request: {e}"),
                 })?;
             let resp = self.http.send(req).await.map_err(Verdict::retry)?;
-            let what = || format!("_bulk HTTP {}: {}", resp.status.as_u16(), resp.body_excerpt());
+            let what = || {
+                format!(
+                    "_bulk HTTP {}: {}",
+                    resp.status.as_u16(),
+                    resp.body_excerpt()
+                )
+            };
             match resp.status.as_u16() {
                 200 => {}
                 429 | 503 => return Err(Verdict::throttled(what())),
@@ -188,10 +194,7 @@ impl Transport for BulkTransport {
             if v["errors"].as_bool() == Some(false) {
                 return Ok(vec![Verdict::Accepted; docs.len()]);
             }
-            Ok(items
-                .iter()
-                .map(|i| item_verdict(self.action, i))
-                .collect())
+            Ok(items.iter().map(|i| item_verdict(self.action, i)).collect())
         })
     }
 }
@@ -243,16 +246,28 @@ mod tests {
             Verdict::Accepted
         );
         assert_eq!(
-            item_verdict(c, &json!({"create":{"status":409,"error":{"type":"version_conflict_engine_exception"}}})),
+            item_verdict(
+                c,
+                &json!({"create":{"status":409,"error":{"type":"version_conflict_engine_exception"}}})
+            ),
             Verdict::Accepted
         );
         assert!(matches!(
-            item_verdict(BulkAction::Index, &json!({"index":{"status":409,"error":{"type":"x"}}})),
+            item_verdict(
+                BulkAction::Index,
+                &json!({"index":{"status":409,"error":{"type":"x"}}})
+            ),
             Verdict::Reject { .. }
         ));
         assert!(matches!(
-            item_verdict(c, &json!({"create":{"status":429,"error":{"type":"es_rejected_execution_exception"}}})),
-            Verdict::Retry { throttled: true, .. }
+            item_verdict(
+                c,
+                &json!({"create":{"status":429,"error":{"type":"es_rejected_execution_exception"}}})
+            ),
+            Verdict::Retry {
+                throttled: true,
+                ..
+            }
         ));
         match item_verdict(
             c,
@@ -267,7 +282,10 @@ mod tests {
 
     #[test]
     fn index_names_are_made_legal() {
-        assert_eq!(sanitize_index("CloudTrail-111/x".into()), "cloudtrail-111_x");
+        assert_eq!(
+            sanitize_index("CloudTrail-111/x".into()),
+            "cloudtrail-111_x"
+        );
         assert_eq!(sanitize_index("_x".into()), "x");
         assert_eq!(sanitize_index("".into()), "cloudtrail");
         assert_eq!(form_encode("a b/c").collect::<String>(), "a%20b%2Fc");

@@ -35,15 +35,24 @@ use trailhose_pipeline::{
 pub enum Verdict {
     Accepted,
     /// Try again later; `throttled` slows the sink down (AIMD).
-    Retry { reason: String, throttled: bool },
+    Retry {
+        reason: String,
+        throttled: bool,
+    },
     /// Permanently refused: goes to the dead-letter file.
-    Reject { reason: String },
+    Reject {
+        reason: String,
+    },
     /// Refused as a batch (too large, or one bad document in it): sent again in halves; a
     /// single document refused this way is rejected.
-    Split { reason: String },
+    Split {
+        reason: String,
+    },
     /// The destination refuses this sink (authentication, missing endpoint): the deliveries
     /// fail at once, without dead-lettering, so the source retries them later.
-    Fail { reason: String },
+    Fail {
+        reason: String,
+    },
 }
 
 impl Verdict {
@@ -402,9 +411,7 @@ async fn accept<T: Transport>(
             _ => content_id(d.chunk.bytes_of(r)),
         };
         let size = body.len() + overhead;
-        if !buf.docs.is_empty()
-            && (buf.docs.len() >= max_events || buf.bytes + size > max_bytes)
-        {
+        if !buf.docs.is_empty() && (buf.docs.len() >= max_events || buf.bytes + size > max_bytes) {
             send_buffer(buf, batch_tx, shared).await;
         }
         if buf.docs.is_empty() {
@@ -467,7 +474,10 @@ fn dead_letter_one<T: Transport>(
     };
     match shared.dead_letter.write_all(&[entry]) {
         Ok(()) => {
-            shared.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counters
+                .dead_lettered
+                .fetch_add(1, Ordering::Relaxed);
             state.dead_lettered();
         }
         Err(e) => {
@@ -587,7 +597,11 @@ async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {
             let (i, reason) = split.remove(0);
             finals[i] = Some(Final::Rejected(reason));
         } else if !split.is_empty() {
-            let right: Vec<usize> = split.split_off(split.len() / 2).into_iter().map(|(i, _)| i).collect();
+            let right: Vec<usize> = split
+                .split_off(split.len() / 2)
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect();
             let left: Vec<usize> = split.into_iter().map(|(i, _)| i).collect();
             work.push((right, attempt));
             work.push((left, attempt));

@@ -100,8 +100,12 @@ impl HecTransport {
         out.extend_from_slice(b"{");
         if let Some(ms) = d.time_ms {
             out.extend_from_slice(
-                format!("\"time\":{}.{:03},", ms.div_euclid(1000), ms.rem_euclid(1000))
-                    .as_bytes(),
+                format!(
+                    "\"time\":{}.{:03},",
+                    ms.div_euclid(1000),
+                    ms.rem_euclid(1000)
+                )
+                .as_bytes(),
             );
         }
         let mut kv = |k: &str, v: &str| {
@@ -127,7 +131,12 @@ impl HecTransport {
         out.push(b'}');
     }
 
-    fn request(&self, url: &str, body: Vec<u8>, compress: bool) -> Result<Request<Full<Bytes>>, String> {
+    fn request(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        compress: bool,
+    ) -> Result<Request<Full<Bytes>>, String> {
         let (body, encoded) = if compress {
             (gzip(&body)?, true)
         } else {
@@ -280,20 +289,32 @@ mod tests {
         };
         assert!(matches!(
             classify(&r(503, r#"{"text":"Server is busy","code":9}"#)),
-            Verdict::Retry { throttled: true, .. }
+            Verdict::Retry {
+                throttled: true,
+                ..
+            }
         ));
         assert!(matches!(
             classify(&r(403, r#"{"text":"Invalid token","code":4}"#)),
             Verdict::Fail { .. }
         ));
         assert!(matches!(
-            classify(&r(400, r#"{"text":"Invalid data format","code":6,"invalid-event-number":3}"#)),
+            classify(&r(
+                400,
+                r#"{"text":"Invalid data format","code":6,"invalid-event-number":3}"#
+            )),
             Verdict::Split { .. }
         ));
         assert!(matches!(
             classify(&r(400, r#"{"text":"Incorrect index","code":7}"#)),
             Verdict::Fail { .. }
         ));
-        assert!(matches!(classify(&r(500, "oops")), Verdict::Retry { throttled: false, .. }));
+        assert!(matches!(
+            classify(&r(500, "oops")),
+            Verdict::Retry {
+                throttled: false,
+                ..
+            }
+        ));
     }
 }

@@ -219,7 +219,11 @@ impl KafkaTransport {
                     ..
                 })) => {}
                 Ok(Err(e)) => return Err(classify(&e)),
-                Err(_) => return Err(Verdict::retry(format!("creating topic {topic:?} timed out"))),
+                Err(_) => {
+                    return Err(Verdict::retry(format!(
+                        "creating topic {topic:?} timed out"
+                    )))
+                }
             }
             ids = find().await?;
         }
@@ -336,7 +340,8 @@ impl Transport for KafkaTransport {
                     let timeout = self.timeout;
                     let topic = topic.clone();
                     tasks.spawn(async move {
-                        let r = tokio::time::timeout(timeout, pc.produce(records, compression)).await;
+                        let r =
+                            tokio::time::timeout(timeout, pc.produce(records, compression)).await;
                         let v = match r {
                             Ok(Ok(_offsets)) => Verdict::Accepted,
                             Ok(Err(e)) => classify(&e),

@@ -11,6 +11,7 @@
 //! - [`http`]: the hyper/rustls client (system roots + optional CA file, timeouts).
 //! - [`secret`]: tokens and passwords from the environment or a file, never from the config.
 //! - [`deadletter`]: the per-sink dead-letter file.
+//! - [`routing`]: compiles `[sinks.filter] pattern` (filter-pattern syntax) for the router.
 
 pub mod bulk;
 pub mod deadletter;
@@ -20,6 +21,7 @@ pub mod generic;
 pub mod hec;
 pub mod http;
 pub mod kafka;
+pub mod routing;
 pub mod secret;
 
 pub use engine::{BatchSink, Doc, Transport, Verdict};

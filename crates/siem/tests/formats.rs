@@ -125,20 +125,46 @@ field_tests! { ECS_TESTED, ecs_of;
 #[test]
 fn ecs_json_text_fields() {
     let cases = [
-        (IAM_USER, "aws.cloudtrail.request_parameters", json!({"userName":"Bob","path":"/"})),
-        (IAM_USER, "aws.cloudtrail.response_elements", obj(IAM_USER)["responseElements"].clone()),
-        (ASSUMED_ROLE, "aws.cloudtrail.additional_eventdata", json!({"SignatureVersion":"SigV4","bytesTransferredIn":0})),
-        (SERVICE_EVENT, "aws.cloudtrail.service_event_details", json!({"keyRotated":true,"keyId":"k-1"})),
+        (
+            IAM_USER,
+            "aws.cloudtrail.request_parameters",
+            json!({"userName":"Bob","path":"/"}),
+        ),
+        (
+            IAM_USER,
+            "aws.cloudtrail.response_elements",
+            obj(IAM_USER)["responseElements"].clone(),
+        ),
+        (
+            ASSUMED_ROLE,
+            "aws.cloudtrail.additional_eventdata",
+            json!({"SignatureVersion":"SigV4","bytesTransferredIn":0}),
+        ),
+        (
+            SERVICE_EVENT,
+            "aws.cloudtrail.service_event_details",
+            json!({"keyRotated":true,"keyId":"k-1"}),
+        ),
         // Empty members are dropped first, as the Elastic pipeline does.
-        (ASSUMED_ROLE, "aws.cloudtrail.request_parameters", json!({"bucketName":"acme-logs","Host":"acme-logs.s3.eu-west-1.amazonaws.com"})),
+        (
+            ASSUMED_ROLE,
+            "aws.cloudtrail.request_parameters",
+            json!({"bucketName":"acme-logs","Host":"acme-logs.s3.eu-west-1.amazonaws.com"}),
+        ),
     ];
     for (fixture, path, want) in cases {
         let doc = ecs_of(fixture);
-        let text = at(&doc, path).and_then(Value::as_str).unwrap_or_else(|| panic!("{path} in {doc}"));
+        let text = at(&doc, path)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{path} in {doc}"));
         let got: Value = serde_json::from_str(text).expect("JSON text");
         assert_eq!(got, want, "{path}");
     }
-    assert_eq!(at(&ecs_of(ROOT), "aws.cloudtrail.request_parameters"), None, "null is dropped");
+    assert_eq!(
+        at(&ecs_of(ROOT), "aws.cloudtrail.request_parameters"),
+        None,
+        "null is dropped"
+    );
 }
 
 const ECS_TEXT_TESTED: &[&str] = &[
@@ -242,7 +268,11 @@ fn every_ocsf_table_row_has_a_test() {
         let tested = OCSF_TESTED
             .iter()
             .any(|t| *t == row.target || t.starts_with(&format!("{}.", row.target)));
-        assert!(tested, "no test for OCSF field {} ← {}", row.target, row.source);
+        assert!(
+            tested,
+            "no test for OCSF field {} ← {}",
+            row.target, row.source
+        );
     }
 }
 
@@ -288,16 +318,36 @@ fn every_identity_type_maps_in_both_shapes() {
         let ctx = format!("{ty}: ecs {ecs}\nocsf {ocsf}");
         assert_eq!(s(at(&ecs, "user.name")), want(e.ecs_user_name), "{ctx}");
         assert_eq!(s(at(&ecs, "user.id")), want(e.ecs_user_id), "{ctx}");
-        assert_eq!(s(at(&ecs, "cloud.account.id")), want(e.ecs_account), "{ctx}");
+        assert_eq!(
+            s(at(&ecs, "cloud.account.id")),
+            want(e.ecs_account),
+            "{ctx}"
+        );
         assert_eq!(s(at(&ocsf, "actor.user.uid")), want(e.ocsf_uid), "{ctx}");
-        assert_eq!(s(at(&ocsf, "actor.user.uid_alt")), want(e.ocsf_uid_alt), "{ctx}");
+        assert_eq!(
+            s(at(&ocsf, "actor.user.uid_alt")),
+            want(e.ocsf_uid_alt),
+            "{ctx}"
+        );
         assert_eq!(s(at(&ocsf, "actor.user.name")), want(e.ocsf_name), "{ctx}");
-        assert_eq!(s(at(&ocsf, "actor.user.account.uid")), want(e.ocsf_account), "{ctx}");
+        assert_eq!(
+            s(at(&ocsf, "actor.user.account.uid")),
+            want(e.ocsf_account),
+            "{ctx}"
+        );
         assert_eq!(s(at(&ocsf, "actor.idp.name")), want(e.ocsf_idp), "{ctx}");
         // The identity type is carried as-is in both shapes (a service event has none).
         let ty_in = rec["userIdentity"]["type"].as_str();
-        assert_eq!(at(&ecs, "aws.cloudtrail.user_identity.type").and_then(Value::as_str), ty_in, "{ctx}");
-        assert_eq!(at(&ocsf, "actor.user.type").and_then(Value::as_str), ty_in, "{ctx}");
+        assert_eq!(
+            at(&ecs, "aws.cloudtrail.user_identity.type").and_then(Value::as_str),
+            ty_in,
+            "{ctx}"
+        );
+        assert_eq!(
+            at(&ocsf, "actor.user.type").and_then(Value::as_str),
+            ty_in,
+            "{ctx}"
+        );
         // Common fields hold for every record.
         assert_eq!(at(&ecs, "event.id"), rec.get("eventID"), "{ctx}");
         assert_eq!(at(&ocsf, "metadata.uid"), rec.get("eventID"), "{ctx}");
@@ -333,16 +383,29 @@ fn generated_corpus_maps_consistently() {
                 assert!(id.is_some());
                 assert_eq!(at(&e, "event.id"), id);
                 assert_eq!(at(&o, "metadata.uid"), id);
-                let ms = trailhose_core::timefmt::parse_rfc3339_ms(m["eventTime"].as_str().expect("t"));
+                let ms =
+                    trailhose_core::timefmt::parse_rfc3339_ms(m["eventTime"].as_str().expect("t"));
                 assert_eq!(at(&o, "time").and_then(Value::as_i64), ms);
-                let ts = at(&e, "@timestamp").and_then(Value::as_str).expect("@timestamp");
+                let ts = at(&e, "@timestamp")
+                    .and_then(Value::as_str)
+                    .expect("@timestamp");
                 assert_eq!(trailhose_core::timefmt::parse_rfc3339_ms(ts), ms);
-                let outcome = at(&e, "event.outcome").and_then(Value::as_str).expect("outcome");
+                let outcome = at(&e, "event.outcome")
+                    .and_then(Value::as_str)
+                    .expect("outcome");
                 assert!(outcome == "success" || outcome == "failure", "{outcome}");
-                let activity = at(&o, "activity_id").and_then(Value::as_u64).expect("activity");
-                assert_eq!(at(&o, "type_uid").and_then(Value::as_u64), Some(600_300 + activity));
+                let activity = at(&o, "activity_id")
+                    .and_then(Value::as_u64)
+                    .expect("activity");
+                assert_eq!(
+                    at(&o, "type_uid").and_then(Value::as_u64),
+                    Some(600_300 + activity)
+                );
                 let ty = m["userIdentity"]["type"].as_str();
-                assert_eq!(at(&e, "aws.cloudtrail.user_identity.type").and_then(Value::as_str), ty);
+                assert_eq!(
+                    at(&e, "aws.cloudtrail.user_identity.type").and_then(Value::as_str),
+                    ty
+                );
                 assert_eq!(at(&o, "actor.user.type").and_then(Value::as_str), ty);
                 if let Some(t) = ty {
                     types.insert(t.to_string());
@@ -367,8 +430,16 @@ fn generated_corpus_maps_consistently() {
     }
     assert_eq!(n, 4000);
     for t in [
-        "IAMUser", "AssumedRole", "Root", "AWSService", "FederatedUser", "SAMLUser",
-        "WebIdentityUser", "IdentityCenterUser", "AWSAccount", "Unknown",
+        "IAMUser",
+        "AssumedRole",
+        "Root",
+        "AWSService",
+        "FederatedUser",
+        "SAMLUser",
+        "WebIdentityUser",
+        "IdentityCenterUser",
+        "AWSAccount",
+        "Unknown",
     ] {
         assert!(types.contains(t), "the corpus has {t}: {types:?}");
     }

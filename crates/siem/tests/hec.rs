@@ -51,7 +51,10 @@ fn parse_events(req: &Req) -> Result<Vec<Value>, Resp> {
     let mut events = Vec::new();
     for v in serde_json::Deserializer::from_slice(&req.body).into_iter::<Value>() {
         let Ok(v) = v else {
-            return Err(Resp::json(400, json!({"text":"Invalid data format","code":6})));
+            return Err(Resp::json(
+                400,
+                json!({"text":"Invalid data format","code":6}),
+            ));
         };
         events.push(v);
     }
@@ -72,7 +75,10 @@ fn check_envelope(ev: &Value, records: &HashMap<String, Vec<u8>>) -> String {
     );
     assert_eq!(ev["sourcetype"], "aws:cloudtrail");
     let source = ev["source"].as_str().expect("source");
-    assert!(source.ends_with(".json.gz"), "source is the object: {source}");
+    assert!(
+        source.ends_with(".json.gz"),
+        "source is the object: {source}"
+    );
     let event = &ev["event"];
     let id = event["eventID"].as_str().expect("eventID").to_string();
     let original: Value = serde_json::from_slice(&records[&id]).expect("corpus record");
@@ -175,25 +181,42 @@ async fn a_bad_event_is_dead_lettered_and_the_rest_indexed_once() {
         .iter()
         .map(|(_, r)| r["eventID"].as_str().unwrap_or("").to_string())
         .collect();
-    assert_eq!(dl_ids, poison, "exactly the refused events are dead-lettered");
-    assert!(dl.iter().all(|(reason, _)| reason.contains("Invalid data format")));
+    assert_eq!(
+        dl_ids, poison,
+        "exactly the refused events are dead-lettered"
+    );
+    assert!(dl
+        .iter()
+        .all(|(reason, _)| reason.contains("Invalid data format")));
     assert_eq!(report.dead_lettered as usize, poison.len());
     assert!(
-        server.requests.lock().expect("log").iter().all(|r| r.header("content-encoding") == Some("gzip")),
+        server
+            .requests
+            .lock()
+            .expect("log")
+            .iter()
+            .all(|r| r.header("content-encoding") == Some("gzip")),
         "gzip on every request"
     );
 }
+
+/// ackId → (events waiting to be indexed, acknowledgement polls so far).
+type Pending = Arc<Mutex<HashMap<u64, (Vec<String>, u32)>>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexer_acknowledgement_gates_the_ack_and_ecs_events_are_sent() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let records = Arc::new(corpus(&tmp.path().join("in"), 600, 13));
-    // ackId → (events, polls so far).
-    let pending: Arc<Mutex<HashMap<u64, (Vec<String>, u32)>>> = Arc::default();
+    let pending: Pending = Arc::default();
     let indexed: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     let channel: Arc<Mutex<Option<String>>> = Arc::default();
     let next_ack = Arc::new(AtomicU64::new(0));
-    let (pe, ix, ch, na) = (pending.clone(), indexed.clone(), channel.clone(), next_ack.clone());
+    let (pe, ix, ch, na) = (
+        pending.clone(),
+        indexed.clone(),
+        channel.clone(),
+        next_ack.clone(),
+    );
     let recs = records.clone();
     let server = serve(Arc::new(move |req: &Req| {
         let ch_hdr = req
@@ -267,7 +290,11 @@ async fn indexer_acknowledgement_gates_the_ack_and_ecs_events_are_sent() {
     assert_eq!(indexed.len(), records.len());
     assert!(indexed.values().all(|n| *n == 1));
     assert!(
-        pending.lock().expect("pending").values().all(|(e, _)| e.is_empty()),
+        pending
+            .lock()
+            .expect("pending")
+            .values()
+            .all(|(e, _)| e.is_empty()),
         "every batch was acknowledged before the sink finished"
     );
     assert_eq!(report.records as usize, records.len());

@@ -25,7 +25,12 @@ async fn json_array_gzip_with_faults_delivers_each_record_once() {
     let poison: HashSet<String> = ids.iter().skip(7).take(2).map(|s| s.to_string()).collect();
     let stored: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
     let calls = Arc::new(AtomicU64::new(0));
-    let (s, c, p, r) = (stored.clone(), calls.clone(), poison.clone(), records.clone());
+    let (s, c, p, r) = (
+        stored.clone(),
+        calls.clone(),
+        poison.clone(),
+        records.clone(),
+    );
     let server = serve(Arc::new(move |req: &Req| {
         assert_eq!(req.method, "PUT");
         assert_eq!(req.path, "/ingest/cloudtrail");
@@ -91,7 +96,10 @@ requests_per_second = 2000
     assert_eq!(source.objects_undelivered, 0, "{report:?}");
     let stored = stored.lock().expect("store").clone();
     assert_eq!(stored.len(), records.len() - poison.len());
-    assert!(stored.values().all(|n| *n == 1), "no record delivered twice");
+    assert!(
+        stored.values().all(|n| *n == 1),
+        "no record delivered twice"
+    );
     let dl = dead_letters(&tmp.path().join("dl.ndjson"));
     let dl_ids: HashSet<String> = dl
         .iter()
@@ -111,7 +119,10 @@ async fn auth_refusal_fails_the_objects_without_dead_lettering() {
     let records = corpus(&tmp.path().join("in"), 300, 32);
     let server = serve(Arc::new(|req: &Req| {
         let text = std::str::from_utf8(&req.body).expect("utf-8");
-        assert!(text.ends_with('\n') && text.lines().all(|l| l.starts_with('{')), "NDJSON");
+        assert!(
+            text.ends_with('\n') && text.lines().all(|l| l.starts_with('{')),
+            "NDJSON"
+        );
         Resp::json(401, json!({"error":"unauthorized"}))
     }))
     .await;
@@ -123,11 +134,20 @@ async fn auth_refusal_fails_the_objects_without_dead_lettering() {
     let cfg: HttpSinkConfig = toml::from_str(&text).expect("valid");
     let sink = trailhose_siem::generic::sink(&cfg).expect("sink");
     let (report, source) = ship(&tmp.path().join("in"), Box::new(sink)).await;
-    assert_eq!(source.objects_delivered, 0, "nothing acknowledged: {report:?}");
+    assert_eq!(
+        source.objects_delivered, 0,
+        "nothing acknowledged: {report:?}"
+    );
     assert_eq!(source.objects_undelivered, source.files_read);
     assert_eq!(report.records, 0);
     assert!(report.failed_deliveries > 0);
-    assert!(report.errors.iter().any(|e| e.contains("HTTP 401")), "{report:?}");
-    assert!(!tmp.path().join("dl.ndjson").exists(), "an auth failure is not a dead letter");
+    assert!(
+        report.errors.iter().any(|e| e.contains("HTTP 401")),
+        "{report:?}"
+    );
+    assert!(
+        !tmp.path().join("dl.ndjson").exists(),
+        "an auth failure is not a dead letter"
+    );
     assert!(!records.is_empty());
 }

@@ -116,7 +116,10 @@ request_timeout_ms = 1000
     let _broker = broker.await.expect("broker task");
     assert_eq!(source.objects_undelivered, 0, "{report:?}");
     assert_eq!(report.records as usize, records.len(), "{report:?}");
-    assert!(report.retries > 0, "the down broker was retried: {report:?}");
+    assert!(
+        report.retries > 0,
+        "the down broker was retried: {report:?}"
+    );
 
     // Read everything back.
     let client = ClientBuilder::new(vec![format!("127.0.0.1:{port}")])

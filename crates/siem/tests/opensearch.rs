@@ -108,7 +108,11 @@ fn bulk_answer(
             }
             if s.contains_key(&id) {
                 errors = true;
-                return item(409, &id, Some(("version_conflict_engine_exception", "exists")));
+                return item(
+                    409,
+                    &id,
+                    Some(("version_conflict_engine_exception", "exists")),
+                );
             }
             s.insert(id.clone(), (index, doc));
             item(201, &id, None)
@@ -118,7 +122,9 @@ fn bulk_answer(
 }
 
 fn bucket(id: &str) -> u64 {
-    id.bytes().fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b))) % 10
+    id.bytes()
+        .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b)))
+        % 10
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +139,10 @@ async fn every_record_indexed_once_through_429s_lost_responses_and_item_retries(
         let actions = parse_bulk(req);
         let n = c.fetch_add(1, Ordering::Relaxed);
         if n % 6 == 1 {
-            return Resp::json(429, json!({"error":{"type":"es_rejected_execution_exception"},"status":429}));
+            return Resp::json(
+                429,
+                json!({"error":{"type":"es_rejected_execution_exception"},"status":429}),
+            );
         }
         // Each id in bucket 0 is refused with a 429 the first time it is seen.
         let refuse = |id: &str| {
@@ -155,11 +164,19 @@ async fn every_record_indexed_once_through_429s_lost_responses_and_item_retries(
 
     assert_eq!(source.objects_undelivered, 0, "{report:?}");
     let store = store.lock().expect("store").clone();
-    assert_eq!(store.len(), records.len(), "exactly one document per record");
+    assert_eq!(
+        store.len(),
+        records.len(),
+        "exactly one document per record"
+    );
     for (id, (index, doc)) in &store {
         let original: Value = serde_json::from_slice(&records[id]).expect("record");
         assert_eq!(doc, &original, "raw format: the record itself");
-        assert_eq!(doc["eventID"].as_str(), Some(id.as_str()), "_id is the eventID");
+        assert_eq!(
+            doc["eventID"].as_str(),
+            Some(id.as_str()),
+            "_id is the eventID"
+        );
         let account = original["recipientAccountId"].as_str().expect("account");
         assert_eq!(index, &format!("cloudtrail-{account}"));
     }
@@ -183,7 +200,10 @@ async fn partial_bulk_failure_dead_letters_only_the_refused_items() {
         let actions = parse_bulk(req);
         for (index, id, doc) in &actions {
             // ECS documents, in lower-cased category indices.
-            assert!(index == "ct-management" || index == "ct-data" || index == "ct-insight", "{index}");
+            assert!(
+                index == "ct-management" || index == "ct-data" || index == "ct-insight",
+                "{index}"
+            );
             assert_eq!(doc["event"]["id"].as_str(), Some(id.as_str()));
             assert!(doc["@timestamp"].is_string());
         }
@@ -217,8 +237,14 @@ async fn partial_bulk_failure_dead_letters_only_the_refused_items() {
         .map(|(_, r)| r["eventID"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(dl_ids, poison);
-    assert_eq!(dl.len(), poison.len(), "each refused record dead-lettered once");
-    assert!(dl.iter().all(|(reason, _)| reason.contains("mapper_parsing_exception")));
+    assert_eq!(
+        dl.len(),
+        poison.len(),
+        "each refused record dead-lettered once"
+    );
+    assert!(dl
+        .iter()
+        .all(|(reason, _)| reason.contains("mapper_parsing_exception")));
     // The dead-letter file keeps the original record, not the ECS document.
     for (_, rec) in &dl {
         let id = rec["eventID"].as_str().expect("id");

@@ -1,5 +1,6 @@
 //! Routing from a config: an archive takes everything, a CloudWatch stand-in drops read-only
-//! data events by a named rule, and a SIEM (HTTP) sink takes management events only. Each
+//! data events by a named rule, a file sink takes `Delete*` calls by a filter pattern, and a
+//! SIEM (HTTP) sink takes management events only. Each
 //! record must reach exactly its configured sinks, and the drops are counted by rule name.
 
 mod common;
@@ -66,6 +67,14 @@ read_only = true
 exclude = true
 
 [[sinks]]
+type = "ndjson"
+name = "deletes"
+dir = "{out}/deletes"
+[sinks.filter]
+name = "deletes-only"
+pattern = '{{ $.eventName = "Delete*" }}'
+
+[[sinks]]
 type = "http"
 name = "siem"
 url = "{url}/in"
@@ -100,6 +109,7 @@ linger_ms = 20
             other => trailhose_siem::spec(other).expect("SIEM sink"),
         });
     }
+    trailhose_siem::routing::attach_patterns(&mut specs).expect("patterns compile");
     let SourceConfig::Dir(d) = &cfg.source else {
         panic!("dir source")
     };
@@ -121,8 +131,15 @@ linger_ms = 20
 
     let mut management = HashSet::new();
     let mut read_only_data = HashSet::new();
+    let mut deletes = HashSet::new();
     for (id, bytes) in &records {
         let v: Value = serde_json::from_slice(bytes).expect("record");
+        if v["eventName"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("Delete"))
+        {
+            deletes.insert(id.clone());
+        }
         match v["eventCategory"].as_str() {
             Some("Management") => {
                 management.insert(id.clone());
@@ -133,8 +150,11 @@ linger_ms = 20
             _ => {}
         }
     }
-    assert!(!management.is_empty() && !read_only_data.is_empty());
-    assert!(management.len() < records.len(), "the corpus has non-management events");
+    assert!(!management.is_empty() && !read_only_data.is_empty() && !deletes.is_empty());
+    assert!(
+        management.len() < records.len(),
+        "the corpus has non-management events"
+    );
 
     let all: HashSet<String> = records.keys().cloned().collect();
     let archive = ids_in(&out.join("archive"));
@@ -146,6 +166,14 @@ linger_ms = 20
     assert_eq!(cwl.len(), want_cwl.len(), "no duplicates");
     assert_eq!(cwl.into_iter().collect::<HashSet<_>>(), want_cwl);
 
+    let del = ids_in(&out.join("deletes"));
+    assert_eq!(del.len(), deletes.len(), "no duplicates");
+    assert_eq!(
+        del.into_iter().collect::<HashSet<_>>(),
+        deletes,
+        "the pattern routes"
+    );
+
     let siem = got_siem.lock().expect("siem").clone();
     assert_eq!(siem.len(), management.len(), "no duplicates");
     assert_eq!(siem.into_iter().collect::<HashSet<_>>(), management);
@@ -153,6 +181,10 @@ linger_ms = 20
     let dropped = stats.snapshot_dropped_by_rule();
     let want: BTreeMap<String, u64> = BTreeMap::from([
         ("no-read-only-data".to_string(), read_only_data.len() as u64),
+        (
+            "deletes-only".to_string(),
+            (records.len() - deletes.len()) as u64,
+        ),
         (
             "siem-management-only".to_string(),
             (records.len() - management.len()) as u64,

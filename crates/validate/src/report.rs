@@ -147,6 +147,7 @@ pub struct Report {
     pub log_files: Counts,
     /// Strict only: log files no digest lists.
     pub unlisted_log_files: u64,
+    /// Chain gaps between standard digests (backfill breaks are reported, never counted).
     pub gaps: u64,
     pub problems: Vec<Problem>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

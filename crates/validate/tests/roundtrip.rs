@@ -492,6 +492,27 @@ async fn backfill_digests_are_walked_separately() {
     assert_eq!(r.backfill_digests.valid, 1);
     assert_eq!(r.log_files.valid, 121);
 
+    // A second, unlinked backfill digest: the break is reported but does not fail the run.
+    let key2 = chain[4].replace(".json.gz", "_backfill.json.gz");
+    let base2 = f.digest_json(&chain[4]);
+    let json2 = DigestJson {
+        digest_start_time: base2["digestStartTime"].as_str().unwrap().into(),
+        digest_end_time: base2["digestEndTime"].as_str().unwrap().into(),
+        digest_s3_object: key2.clone(),
+        log_files: Vec::new(),
+        ..json.clone()
+    };
+    sign_digest(&json2, &key_a())
+        .unwrap()
+        .write(f.root(), &key2, &meta)
+        .unwrap();
+    let r = check(&f, true).await;
+    assert_eq!(problems(&r), vec![(ProblemKind::ChainGap, key2.clone())]);
+    assert!(r.ok && r.problems[0].backfill && !r.problems[0].fails);
+    assert_eq!(r.gaps, 0);
+    assert_eq!(r.backfill_digests.valid, 2);
+    std::fs::remove_file(f.path(&key2)).unwrap();
+
     // Without its generation timestamp, a backfill digest is invalid (as in aws-cli).
     signed.write(f.root(), &key, &BTreeMap::new()).unwrap();
     let r = check(&f, false).await;

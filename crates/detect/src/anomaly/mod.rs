@@ -87,7 +87,7 @@ impl Default for AnomalyOptions {
             p_value: 1e-8,
             min_ratio: 3.0,
             min_count: 10,
-            lateness_minutes: 10,
+            lateness_minutes: 30,
             max_keys: 10_000,
             max_insight_minutes: 1440,
             call_rate: true,
@@ -220,7 +220,9 @@ pub fn scan_user_agent(raw: &[u8]) -> Option<Cow<'_, str>> {
     let body = rest.get(..i)?;
     if escaped {
         let quoted = raw.get(start - 1..start + i + 1)?;
-        serde_json::from_slice::<String>(quoted).ok().map(Cow::Owned)
+        serde_json::from_slice::<String>(quoted)
+            .ok()
+            .map(Cow::Owned)
     } else {
         std::str::from_utf8(body).ok().map(Cow::Borrowed)
     }
@@ -547,8 +549,7 @@ impl AnomalyDetector {
         self.index.clear();
         self.key_count = 0;
         for (i, p) in self.partitions.iter_mut().enumerate() {
-            self.index
-                .insert((p.account.clone(), p.region.clone()), i);
+            self.index.insert((p.account.clone(), p.region.clone()), i);
             p.index.clear();
             for (j, k) in p.keys.iter().enumerate() {
                 p.index.insert((k.source.clone(), k.name.clone()), j);
@@ -1091,9 +1092,7 @@ fn event(
             insight_type: itype,
             insight_context: InsightContext {
                 statistics: Statistics {
-                    baseline: Average {
-                        average: a.base.mu,
-                    },
+                    baseline: Average { average: a.base.mu },
                     insight: Average {
                         average: total as f64 / minutes.max(1) as f64,
                     },
@@ -1111,7 +1110,12 @@ fn event(
 mod tests {
     use super::*;
 
-    fn obs(t: i64, name: &'static str, err: Option<&'static str>, read_only: bool) -> Observation<'static> {
+    fn obs(
+        t: i64,
+        name: &'static str,
+        err: Option<&'static str>,
+        read_only: bool,
+    ) -> Observation<'static> {
         Observation {
             time_ms: t,
             account: "111122223333",
@@ -1170,7 +1174,10 @@ mod tests {
         let st = &e.insight_details.insight_context.statistics;
         assert_eq!(st.insight_duration, 6);
         assert!((st.insight.average - 20.0).abs() < 1e-9, "{st:?}");
-        assert!(st.baseline.average > 0.2 && st.baseline.average < 0.3, "{st:?}");
+        assert!(
+            st.baseline.average > 0.2 && st.baseline.average < 0.3,
+            "{st:?}"
+        );
         let attrs = &e.insight_details.insight_context.attributions;
         assert_eq!(attrs[0].attribute, "userIdentityArn");
         assert_eq!(attrs[2].insight[0].value, "null");

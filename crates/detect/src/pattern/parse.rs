@@ -1,7 +1,7 @@
 //! A hand-written recursive-descent parser: every error names the column and what was expected
 //! there, because a rule file is edited by people who need to see where they went wrong.
 
-use super::{CmpOp, Expr, Glob, Kind, NumLit, Selector, Seg, Terms, Test, MAX_PATTERN_CHARS};
+use super::{CmpOp, Expr, Glob, Kind, NumLit, Seg, Selector, Terms, Test, MAX_PATTERN_CHARS};
 use std::fmt;
 
 /// Why a pattern did not parse.
@@ -320,9 +320,7 @@ impl<'a> Parser<'a> {
                 self.bump();
             }
             if self.pos == start {
-                return Err(self.err(
-                    "a property name after `.` (letters, digits, `-` and `_`)",
-                ));
+                return Err(self.err("a property name after `.` (letters, digits, `-` and `_`)"));
             }
             segs.push(Seg::Key(self.src[start..self.pos].into()));
             while self.peek() == Some('[') {
@@ -390,11 +388,7 @@ impl<'a> Parser<'a> {
                                  supported by CloudWatch Logs; use `NOT EXISTS` or `!=`)",
                             ))
                         }
-                        _ => {
-                            return Err(
-                                self.err_at(at, "`NULL`, `TRUE` or `FALSE` after `IS`")
-                            )
-                        }
+                        _ => return Err(self.err_at(at, "`NULL`, `TRUE` or `FALSE` after `IS`")),
                     }
                 }
                 "NOT" => {
@@ -531,12 +525,13 @@ impl<'a> Parser<'a> {
                     q.into_bytes()
                 }
                 Some('%') => {
-                    return Err(self.err("a search term (regular expressions `%...%` are not supported)"))
+                    return Err(
+                        self.err("a search term (regular expressions `%...%` are not supported)")
+                    )
                 }
                 Some('{') => {
-                    return Err(self.err(
-                        "a search term (a JSON pattern `{ ... }` must be the whole pattern)",
-                    ))
+                    return Err(self
+                        .err("a search term (a JSON pattern `{ ... }` must be the whole pattern)"))
                 }
                 Some(c) if is_term_char(c) => {
                     let start = self.pos;
@@ -552,9 +547,11 @@ impl<'a> Parser<'a> {
                         }
                         _ => {}
                     }
-                    self.src[start..self.pos].as_bytes().to_vec()
+                    self.src.as_bytes()[start..self.pos].to_vec()
                 }
-                _ => return Err(self.err("a search term (letters, digits, `_`, or a quoted phrase)")),
+                _ => {
+                    return Err(self.err("a search term (letters, digits, `_`, or a quoted phrase)"))
+                }
             };
             match list {
                 1 => t.any.push(term),
@@ -582,7 +579,9 @@ mod tests {
 
     #[test]
     fn numbers() {
-        for ok in ["1", "+1000", "-2", "1.5", ".5", "5.", "10e3", "10e-3", "1E+2"] {
+        for ok in [
+            "1", "+1000", "-2", "1.5", ".5", "5.", "10e3", "10e-3", "1E+2",
+        ] {
             assert!(is_number(ok), "{ok}");
         }
         for bad in ["", "+", ".", "e3", "1e", "1.2.3", "123.123.*", "1-2", "abc"] {
@@ -616,10 +615,16 @@ mod tests {
         assert!(e.expected.contains("condition"), "{e}");
 
         let e = err("{ ($.a = 1 }");
-        assert!(e.expected.contains("`)` to close the `(` at column 3"), "{e}");
+        assert!(
+            e.expected.contains("`)` to close the `(` at column 3"),
+            "{e}"
+        );
 
         let e = err("{ $.a = \"x }");
-        assert!(e.expected.contains("close the string opened at column 9"), "{e}");
+        assert!(
+            e.expected.contains("close the string opened at column 9"),
+            "{e}"
+        );
         assert_eq!(e.found, "end of pattern");
 
         let e = err("{ $.a IS NOT NULL }");

@@ -24,8 +24,8 @@
 //! `toString()` writes Java map syntax; `sharedEventID` is read with CloudTrail's spelling;
 //! no GeoIP, user-agent parsing or `event.original` (those need the ingest node).
 
-use super::path::{self, row, Conv, Row};
 use super::apply_table;
+use super::path::{self, row, Conv, Row};
 use serde_json::{json, Map, Value};
 
 pub const ECS_VERSION: &str = "8.11.0";
@@ -147,7 +147,11 @@ pub const FIELDS: &[Row] = &[
         "vpcEndpointId",
         Conv::Copy,
     ),
-    row("user.changes.name", "requestParameters.newUserName", Conv::Copy),
+    row(
+        "user.changes.name",
+        "requestParameters.newUserName",
+        Conv::Copy,
+    ),
     row("group.name", "requestParameters.groupName", Conv::Copy),
     row("user.target.name", "requestParameters.userName", Conv::Copy),
     row("group.id", "responseElements.group.groupId", Conv::Copy),
@@ -163,8 +167,14 @@ pub const FIELDS: &[Row] = &[
 /// `(source, flattened target)`: objects kept whole under `aws.cloudtrail.flattened` when
 /// their JSON text is shorter than Elasticsearch's keyword limit.
 pub const FLATTENED: &[(&str, &str)] = &[
-    ("requestParameters", "aws.cloudtrail.flattened.request_parameters"),
-    ("responseElements", "aws.cloudtrail.flattened.response_elements"),
+    (
+        "requestParameters",
+        "aws.cloudtrail.flattened.request_parameters",
+    ),
+    (
+        "responseElements",
+        "aws.cloudtrail.flattened.response_elements",
+    ),
     (
         "additionalEventData",
         "aws.cloudtrail.flattened.additional_eventdata",
@@ -197,7 +207,11 @@ pub const CATEGORIES: &[(&str, &[&str], &[&str])] = &[
     ("DeleteGroupPolicy", &["iam"], &["group", "change"]),
     ("DeleteSSHPublicKey", &["iam"], &["user", "change"]),
     ("DeleteUser", &["iam"], &["user", "deletion"]),
-    ("DeleteUserPermissionsBoundary", &["iam"], &["user", "change"]),
+    (
+        "DeleteUserPermissionsBoundary",
+        &["iam"],
+        &["user", "change"],
+    ),
     ("DeleteUserPolicy", &["iam"], &["user", "change"]),
     ("DeleteVirtualMFADevice", &["iam"], &["user", "change"]),
     ("DetachGroupPolicy", &["iam"], &["group", "change"]),
@@ -228,7 +242,11 @@ pub const CATEGORIES: &[(&str, &[&str], &[&str])] = &[
     ("TagUser", &["iam"], &["user", "change"]),
     ("UntagUser", &["iam"], &["user", "change"]),
     ("UpdateAccessKey", &["iam"], &["user", "change"]),
-    ("UpdateAccountPasswordPolicy", &["iam"], &["admin", "change"]),
+    (
+        "UpdateAccountPasswordPolicy",
+        &["iam"],
+        &["admin", "change"],
+    ),
     ("UpdateGroup", &["iam"], &["group", "change"]),
     ("UpdateLoginProfile", &["iam"], &["user", "change"]),
     ("UpdateRole", &["iam"], &["admin", "change"]),
@@ -307,7 +325,11 @@ pub fn to_ecs(rec: &Map<String, Value>) -> Map<String, Value> {
         let aed = |k: &str| path::get_str(rec, &format!("additionalEventData.{k}"));
         let base = "aws.cloudtrail.console_login.additional_eventdata";
         if let Some(v) = aed("MobileVersion") {
-            path::set(&mut out, &format!("{base}.mobile_version"), json!(v != "No"));
+            path::set(
+                &mut out,
+                &format!("{base}.mobile_version"),
+                json!(v != "No"),
+            );
         }
         if let Some(v) = aed("LoginTo") {
             path::set(&mut out, &format!("{base}.login_to"), json!(v));
@@ -318,8 +340,7 @@ pub fn to_ecs(rec: &Map<String, Value>) -> Map<String, Value> {
     }
 
     path::set(&mut out, "event.kind", json!("event"));
-    let failed =
-        path::get(rec, "errorCode").is_some() || path::get(rec, "errorMessage").is_some();
+    let failed = path::get(rec, "errorCode").is_some() || path::get(rec, "errorMessage").is_some();
     let mut outcome = if failed { "failure" } else { "success" }.to_string();
     if action == Some("ConsoleLogin") {
         if let Some(r) = path::get_str(rec, "responseElements.ConsoleLogin") {
@@ -337,7 +358,11 @@ pub fn to_ecs(rec: &Map<String, Value>) -> Map<String, Value> {
 
     if let Some(v) = path::get_str(rec, "tlsDetails.tlsVersion") {
         if let Some((proto, version)) = v.split_once('v') {
-            path::set(&mut out, "tls.version_protocol", json!(proto.to_lowercase()));
+            path::set(
+                &mut out,
+                "tls.version_protocol",
+                json!(proto.to_lowercase()),
+            );
             path::set(&mut out, "tls.version", json!(version));
         }
     }

@@ -182,8 +182,9 @@ pub fn activity_id(event_name: Option<&str>) -> u64 {
     ACTIVITIES
         .iter()
         .filter(|(verb, _)| {
-            name.strip_prefix(verb)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase()))
+            name.strip_prefix(verb).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase())
+            })
         })
         // The longest verb wins (`Disassociate` over a shorter match, `BatchGet` as itself).
         .max_by_key(|(verb, _)| verb.len())

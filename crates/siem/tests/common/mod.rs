@@ -220,7 +220,10 @@ pub fn dead_letters(path: &Path) -> Vec<(String, serde_json::Value)> {
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("dead-letter line is JSON");
             (
-                v["dead_letter"]["reason"].as_str().unwrap_or("").to_string(),
+                v["dead_letter"]["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
                 v["record"].clone(),
             )
         })
