@@ -80,7 +80,10 @@ impl Checkpoint {
     /// Records a delivered object durably.
     pub fn mark_done(&self, key: &str) -> io::Result<()> {
         if key.contains('\n') {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "object key contains a newline"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "object key contains a newline",
+            ));
         }
         let mut f = match self.file.lock() {
             Ok(g) => g,

@@ -63,7 +63,11 @@ struct Counters {
 }
 
 /// Lists `prefix` with `/` as delimiter and returns the child segments (without slashes).
-async fn children(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<String>, String> {
+async fn children(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -96,7 +100,11 @@ fn aws_error<E: std::fmt::Display>(e: &aws_sdk_s3::error::SdkError<E>) -> String
 }
 
 /// Account prefixes (`AWSLogs/[o-id/]ACCOUNT/`) under the target.
-async fn account_prefixes(s3: &aws_sdk_s3::Client, t: &Target, only: &[String]) -> Result<Vec<String>, String> {
+async fn account_prefixes(
+    s3: &aws_sdk_s3::Client,
+    t: &Target,
+    only: &[String],
+) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for seg in children(s3, &t.bucket, &t.logs_prefix).await? {
         if plan::is_org(&seg) {
@@ -168,7 +176,9 @@ pub async fn run_backfill(
                         .set_continuation_token(token.clone())
                         .send()
                         .await
-                        .map_err(|e| format!("listing s3://{bucket}/{prefix}: {}", aws_error(&e)))?;
+                        .map_err(|e| {
+                            format!("listing s3://{bucket}/{prefix}: {}", aws_error(&e))
+                        })?;
                     for o in page.contents() {
                         if let Some(k) = o.key() {
                             if tx.send((k.to_string(), o.size())).await.is_err() {
@@ -224,12 +234,23 @@ pub async fn run_backfill(
             let meta = Arc::new(ObjectMeta::for_s3(&bucket, &key));
             let (ack, outcome) = ObjectAck::new();
             let (report, result) = trailhose_aws::s3read::stream_object(
-                &s3, &bucket, &key, meta.clone(), &limits, chunking, &ack, &tx,
+                &s3,
+                &bucket,
+                &key,
+                meta.clone(),
+                &limits,
+                chunking,
+                &ack,
+                &tx,
             )
             .await;
             drop(ack);
-            counters.records.fetch_add(report.records, Ordering::Relaxed);
-            counters.bytes.fetch_add(report.compressed_bytes, Ordering::Relaxed);
+            counters
+                .records
+                .fetch_add(report.records, Ordering::Relaxed);
+            counters
+                .bytes
+                .fetch_add(report.compressed_bytes, Ordering::Relaxed);
             if let Some(p) = &progress {
                 p.inc(report.compressed_bytes);
             }
@@ -269,7 +290,10 @@ pub async fn run_backfill(
                         }
                         Err(we) => {
                             counters.failed.fetch_add(1, Ordering::Relaxed);
-                            note(format!("{}: {reason}; dead-letter write failed: {we}", meta.source));
+                            note(format!(
+                                "{}: {reason}; dead-letter write failed: {we}",
+                                meta.source
+                            ));
                         }
                     }
                     note(format!("{}: {reason}", meta.source));

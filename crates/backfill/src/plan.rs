@@ -101,11 +101,25 @@ mod tests {
     fn targets() {
         assert_eq!(
             parse_target("s3://b").expect("ok"),
-            Target { bucket: "b".into(), logs_prefix: "AWSLogs/".into() }
+            Target {
+                bucket: "b".into(),
+                logs_prefix: "AWSLogs/".into()
+            }
         );
-        assert_eq!(parse_target("s3://b/p/q/").expect("ok").logs_prefix, "p/q/AWSLogs/");
-        assert_eq!(parse_target("s3://b/AWSLogs/o-abc/").expect("ok").logs_prefix, "AWSLogs/o-abc/");
-        assert_eq!(parse_target("s3://b/p/AWSLogs").expect("ok").logs_prefix, "p/AWSLogs/");
+        assert_eq!(
+            parse_target("s3://b/p/q/").expect("ok").logs_prefix,
+            "p/q/AWSLogs/"
+        );
+        assert_eq!(
+            parse_target("s3://b/AWSLogs/o-abc/")
+                .expect("ok")
+                .logs_prefix,
+            "AWSLogs/o-abc/"
+        );
+        assert_eq!(
+            parse_target("s3://b/p/AWSLogs").expect("ok").logs_prefix,
+            "p/AWSLogs/"
+        );
         assert!(parse_target("b/p").is_err());
         assert!(parse_target("s3:///p").is_err());
     }
@@ -113,7 +127,10 @@ mod tests {
     #[test]
     fn day_ranges() {
         let d = days("2024-02-27", "2024-03-01").expect("ok");
-        assert_eq!(d, vec![(2024, 2, 27), (2024, 2, 28), (2024, 2, 29), (2024, 3, 1)]);
+        assert_eq!(
+            d,
+            vec![(2024, 2, 27), (2024, 2, 28), (2024, 2, 29), (2024, 3, 1)]
+        );
         assert!(days("2023-02-29", "2023-03-01").is_err());
         assert!(days("2024-03-02", "2024-03-01").is_err());
         assert!(days("2024-3-1", "2024-03-01").is_err());
@@ -121,6 +138,11 @@ mod tests {
             day_prefix("AWSLogs/o-x/111122223333/", "eu-west-1", (2024, 3, 1)),
             "AWSLogs/o-x/111122223333/CloudTrail/eu-west-1/2024/03/01/"
         );
-        assert!(is_org("o-abc123") && !is_org("o-") && is_account("111122223333") && !is_account("11112222333a"));
+        assert!(
+            is_org("o-abc123")
+                && !is_org("o-")
+                && is_account("111122223333")
+                && !is_account("11112222333a")
+        );
     }
 }

@@ -15,15 +15,26 @@ use trailhose_pipeline::{Pipeline, SinkSpec};
 const DAY: i64 = 86_400_000;
 
 async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, root: &Path) -> Vec<(String, Vec<Vec<u8>>)> {
-    s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+    s3.create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("create bucket");
     let mut objects = Vec::new();
     for f in trailhose_pipeline::dir_source::list_files(root).expect("list") {
-        let key = f.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
+        let key = f
+            .strip_prefix(root)
+            .expect("under root")
+            .to_string_lossy()
+            .replace('\\', "/");
         let body = std::fs::read(&f).expect("read");
         let mut recs = Vec::new();
-        let (_, r) = trailhose_core::read_records(&body[..], &Default::default(), trailhose_core::FieldMode::ValidateOnly, |r| {
-            recs.push(r.raw.bytes.to_vec())
-        });
+        let (_, r) = trailhose_core::read_records(
+            &body[..],
+            &Default::default(),
+            trailhose_core::FieldMode::ValidateOnly,
+            |r| recs.push(r.raw.bytes.to_vec()),
+        );
         r.expect("valid generated file");
         s3.put_object()
             .bucket(bucket)
@@ -85,7 +96,11 @@ fn lines(dir: &Path) -> Vec<Vec<u8>> {
     for f in trailhose_pipeline::dir_source::list_files(dir).unwrap_or_default() {
         if f.extension().is_some_and(|e| e == "ndjson") && !f.ends_with("dlq.ndjson") {
             let data = std::fs::read(f).expect("read");
-            out.extend(data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
+            out.extend(
+                data.split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
         }
     }
     out
@@ -110,29 +125,56 @@ fn gen_trail(dir: &Path, start_ms: i64) {
 async fn backfill_ships_every_record_once_and_honours_the_range() {
     let moto = trailhose_testkit::moto();
     let sdk = moto.sdk_config("us-east-1").await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
     let tmp = tempfile::tempdir().expect("tempdir");
     // 2026-10-01T00:00Z
     let start = trailhose_core::timefmt::days_from_civil(2026, 10, 1) * DAY;
     gen_trail(&tmp.path().join("trail"), start);
     let objects = upload(&s3, "backfill-all", &tmp.path().join("trail")).await;
     let all: Vec<Vec<u8>> = objects.iter().flat_map(|(_, r)| r.clone()).collect();
-    let days_present: HashSet<String> = objects.iter().map(|(k, _)| k.split('/').skip(5).take(3).collect::<Vec<_>>().join("-")).collect();
-    assert!(days_present.len() >= 3, "trail spans days: {days_present:?}");
+    let days_present: HashSet<String> = objects
+        .iter()
+        .map(|(k, _)| k.split('/').skip(5).take(3).collect::<Vec<_>>().join("-"))
+        .collect();
+    assert!(
+        days_present.len() >= 3,
+        "trail spans days: {days_present:?}"
+    );
 
     let cp = Arc::new(Checkpoint::open(&tmp.path().join("cp1")).expect("checkpoint"));
-    let report = run_once(&s3, opts("backfill-all", "2026-09-30", "2026-10-31"), cp, &tmp.path().join("out1")).await;
+    let report = run_once(
+        &s3,
+        opts("backfill-all", "2026-09-30", "2026-10-31"),
+        cp,
+        &tmp.path().join("out1"),
+    )
+    .await;
     assert_eq!(report.failed, 0, "{:?}", report.failures);
     assert_eq!(report.delivered as usize, objects.len());
     let mut got = lines(&tmp.path().join("out1"));
     let mut want = all.clone();
     got.sort();
     want.sort();
-    assert!(got == want, "every record exactly once ({} vs {})", got.len(), want.len());
+    assert!(
+        got == want,
+        "every record exactly once ({} vs {})",
+        got.len(),
+        want.len()
+    );
 
     // Only the first day.
     let cp = Arc::new(Checkpoint::open(&tmp.path().join("cp2")).expect("checkpoint"));
-    let report = run_once(&s3, opts("backfill-all", "2026-10-01", "2026-10-01"), cp, &tmp.path().join("out2")).await;
+    let report = run_once(
+        &s3,
+        opts("backfill-all", "2026-10-01", "2026-10-01"),
+        cp,
+        &tmp.path().join("out2"),
+    )
+    .await;
     let first_day: usize = objects
         .iter()
         .filter(|(k, _)| k.contains("/2026/10/01/"))
@@ -146,7 +188,11 @@ async fn backfill_ships_every_record_once_and_honours_the_range() {
 async fn killed_backfill_resumes_without_reshipping() {
     let moto = trailhose_testkit::moto();
     let sdk = moto.sdk_config("us-east-1").await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
     let tmp = tempfile::tempdir().expect("tempdir");
     let start = trailhose_core::timefmt::days_from_civil(2026, 9, 1) * DAY;
     gen_trail(&tmp.path().join("trail"), start);
@@ -160,11 +206,21 @@ async fn killed_backfill_resumes_without_reshipping() {
         let s3 = s3.clone();
         let cp = cp.clone();
         let out1 = out1.clone();
-        async move { run_once(&s3, opts("backfill-resume", "2026-08-31", "2026-09-30"), cp, &out1).await }
+        async move {
+            run_once(
+                &s3,
+                opts("backfill-resume", "2026-08-31", "2026-09-30"),
+                cp,
+                &out1,
+            )
+            .await
+        }
     });
     let target = objects.len() / 3;
     loop {
-        let n = std::fs::read_to_string(&cp_path).map(|s| s.lines().count()).unwrap_or(0);
+        let n = std::fs::read_to_string(&cp_path)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
         if n >= target || run.is_finished() {
             break;
         }
@@ -181,16 +237,29 @@ async fn killed_backfill_resumes_without_reshipping() {
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect();
-    assert!(!done.is_empty() && done.len() < objects.len(), "killed mid-way: {}", done.len());
+    assert!(
+        !done.is_empty() && done.len() < objects.len(),
+        "killed mid-way: {}",
+        done.len()
+    );
     let out2 = tmp.path().join("out2");
-    let report = run_once(&s3, opts("backfill-resume", "2026-08-31", "2026-09-30"), cp, &out2).await;
+    let report = run_once(
+        &s3,
+        opts("backfill-resume", "2026-08-31", "2026-09-30"),
+        cp,
+        &out2,
+    )
+    .await;
     assert_eq!(report.failed, 0, "{:?}", report.failures);
     assert_eq!(report.skipped_checkpoint as usize, done.len());
 
     let second: HashSet<Vec<u8>> = lines(&out2).into_iter().collect();
     for (key, recs) in &objects {
         if done.contains(key) {
-            assert!(recs.iter().all(|r| !second.contains(r)), "{key} re-shipped after it was checkpointed");
+            assert!(
+                recs.iter().all(|r| !second.contains(r)),
+                "{key} re-shipped after it was checkpointed"
+            );
         }
     }
     let mut union: HashSet<Vec<u8>> = lines(&out1).into_iter().collect();

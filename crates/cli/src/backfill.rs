@@ -31,9 +31,12 @@ pub fn backfill(a: Args) -> Result<ExitCode> {
     let target = parse_target(&a.target).map_err(anyhow::Error::msg)?;
     let day_list = days(&a.start, &a.end).map_err(anyhow::Error::msg)?;
     let checkpoint = Arc::new(
-        Checkpoint::open(&a.checkpoint).with_context(|| format!("checkpoint {}", a.checkpoint.display()))?,
+        Checkpoint::open(&a.checkpoint)
+            .with_context(|| format!("checkpoint {}", a.checkpoint.display()))?,
     );
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let sdk = trailhose_aws::clients::load_sdk_config(&trailhose_aws::clients::AwsSettings {
             region: a.region.clone(),

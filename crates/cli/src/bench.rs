@@ -70,7 +70,9 @@ pub fn bench(dir: Option<PathBuf>, events: u64, runs: u32) -> Result<ExitCode> {
     let (t_cat_n, rep) = best_of(runs, || {
         Ok(cat(&files, &limits, cores, &mut std::io::sink(), None)?)
     })?;
-    let (t_cat_1, _) = best_of(runs, || Ok(cat(&files, &limits, 1, &mut std::io::sink(), None)?))?;
+    let (t_cat_1, _) = best_of(runs, || {
+        Ok(cat(&files, &limits, 1, &mut std::io::sink(), None)?)
+    })?;
     let cfg = trailhose_config::Config::from_toml(
         &format!(
             "[source]\ntype = \"dir\"\npath = {:?}\nlayout = \"any\"\n[[sinks]]\ntype = \"discard\"\nname = \"null\"\n",

@@ -37,6 +37,11 @@ pub fn expand(paths: &[PathBuf]) -> io::Result<(Vec<PathBuf>, u64)> {
     for p in paths {
         if p.is_dir() {
             for f in trailhose_pipeline::dir_source::list_files(p)? {
+                // Digest signature sidecars (`trailhose generate --digests`) hold no records.
+                if f.extension().is_some_and(|e| e == "sig") {
+                    digests += 1;
+                    continue;
+                }
                 let key = f
                     .strip_prefix(p)
                     .unwrap_or(&f)

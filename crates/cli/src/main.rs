@@ -233,15 +233,14 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                 Some(&progress),
             );
             progress.finish();
-            let report =
-                match result {
-                    Ok(r) => r,
-                    // A closed pipe (`| head`) is the reader's choice, not an error.
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                        return Ok(ExitCode::SUCCESS)
-                    }
-                    Err(e) => return Err(e).context("writing stdout"),
-                };
+            let report = match result {
+                Ok(r) => r,
+                // A closed pipe (`| head`) is the reader's choice, not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    return Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => return Err(e).context("writing stdout"),
+            };
             drop(out);
             for (path, err, before) in &report.failures {
                 eprintln!(

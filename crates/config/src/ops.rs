@@ -34,8 +34,8 @@ impl OpsConfig {
             ));
         }
         if !self.otlp_endpoint.is_empty()
-            && !(self.otlp_endpoint.starts_with("http://")
-                || self.otlp_endpoint.starts_with("https://"))
+            && !self.otlp_endpoint.starts_with("http://")
+            && !self.otlp_endpoint.starts_with("https://")
         {
             p.push(format!(
                 "ops.otlp_endpoint = {:?} must be an http(s) URL",

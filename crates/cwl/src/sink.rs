@@ -707,11 +707,7 @@ async fn send_batch(shared: &Shared, batch: OutBatch) {
 
 /// Writes overflow lines for records that may belong to different deliveries, then settles
 /// each record with its own delivery.
-fn overflow_each(
-    shared: &Shared,
-    entries: &[OverflowItem<'_>],
-    states: &[&Arc<DeliveryState>],
-) {
+fn overflow_each(shared: &Shared, entries: &[OverflowItem<'_>], states: &[&Arc<DeliveryState>]) {
     if entries.is_empty() {
         return;
     }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-pub type Check = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+pub type Check =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// Readiness: false while starting and once shutdown begins; dependency checks are run at most
 /// every `cache_for` so probes cannot hammer SQS.
@@ -84,7 +85,11 @@ impl Health {
 }
 
 /// Binds the listener and serves until the task is dropped. Returns the bound address.
-pub async fn serve(addr: &str, registry: Arc<Registry>, health: Arc<Health>) -> std::io::Result<std::net::SocketAddr> {
+pub async fn serve(
+    addr: &str,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+) -> std::io::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
@@ -99,7 +104,11 @@ pub async fn serve(addr: &str, registry: Arc<Registry>, health: Arc<Health>) -> 
     Ok(local)
 }
 
-async fn answer(sock: tokio::net::TcpStream, registry: Arc<Registry>, health: Arc<Health>) -> std::io::Result<()> {
+async fn answer(
+    sock: tokio::net::TcpStream,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+) -> std::io::Result<()> {
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::new(r);
     let mut request_line = String::new();
@@ -152,7 +161,11 @@ mod tests {
             .expect("write");
         let mut resp = String::new();
         s.read_to_string(&mut resp).await.expect("read");
-        let status = resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
         (status, body)
     }
@@ -177,7 +190,9 @@ mod tests {
                 })
             }),
         );
-        let addr = serve("127.0.0.1:0", reg, health.clone()).await.expect("bind");
+        let addr = serve("127.0.0.1:0", reg, health.clone())
+            .await
+            .expect("bind");
         assert_eq!(get(addr, "/healthz").await.0, 200);
         assert_eq!(get(addr, "/readyz").await.0, 503, "not ready before start");
         health.set_started();

@@ -153,7 +153,13 @@ impl Registry {
         })
     }
 
-    pub fn histogram(&self, name: &'static str, help: &'static str, bounds: &[f64], labels: Labels) -> Arc<Histogram> {
+    pub fn histogram(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        bounds: &[f64],
+        labels: Labels,
+    ) -> Arc<Histogram> {
         self.with(|m| {
             let e = m.entry(name).or_insert_with(|| Entry {
                 help,
@@ -265,7 +271,12 @@ impl Registry {
                                     c.load(Ordering::Relaxed)
                                 );
                             }
-                            let _ = writeln!(out, "{n}_bucket{} {}", fmt_labels(l, Some("+Inf")), h.count());
+                            let _ = writeln!(
+                                out,
+                                "{n}_bucket{} {}",
+                                fmt_labels(l, Some("+Inf")),
+                                h.count()
+                            );
                             let _ = writeln!(
                                 out,
                                 "{n}_sum{} {}",
@@ -283,18 +294,26 @@ impl Registry {
 }
 
 fn labels_match(have: &Labels, want: &[(&str, &str)]) -> bool {
-    want.len() == have.len() && want.iter().all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
+    want.len() == have.len()
+        && want
+            .iter()
+            .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn fmt_labels(l: &Labels, le: Option<&str>) -> String {
     if l.is_empty() && le.is_none() {
         return String::new();
     }
-    let mut parts: Vec<String> = l.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+    let mut parts: Vec<String> = l
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
     if let Some(le) = le {
         parts.push(format!("le=\"{le}\""));
     }
@@ -308,23 +327,59 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let r = Registry::new();
-        let c = r.counter("trailhose_messages_received", "SQS messages received", vec![("queue", "q\"1".into())]);
+        let c = r.counter(
+            "trailhose_messages_received",
+            "SQS messages received",
+            vec![("queue", "q\"1".into())],
+        );
         c.add(3);
-        r.counter("trailhose_messages_received", "x", vec![("queue", "q\"1".into())]).inc();
-        let g = r.gauge("trailhose_objects_in_flight", "objects being processed", vec![]);
+        r.counter(
+            "trailhose_messages_received",
+            "x",
+            vec![("queue", "q\"1".into())],
+        )
+        .inc();
+        let g = r.gauge(
+            "trailhose_objects_in_flight",
+            "objects being processed",
+            vec![],
+        );
         g.set(2);
-        let h = r.histogram("trailhose_lag_seconds", "event to delivery lag", &[1.0, 60.0], vec![]);
+        let h = r.histogram(
+            "trailhose_lag_seconds",
+            "event to delivery lag",
+            &[1.0, 60.0],
+            vec![],
+        );
         h.observe(0.5);
         h.observe(30.0);
         h.observe(100.0);
         let text = r.render();
-        assert!(text.contains("# TYPE trailhose_messages_received_total counter"), "{text}");
-        assert!(text.contains("trailhose_messages_received_total{queue=\"q\\\"1\"} 4"), "{text}");
+        assert!(
+            text.contains("# TYPE trailhose_messages_received_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("trailhose_messages_received_total{queue=\"q\\\"1\"} 4"),
+            "{text}"
+        );
         assert!(text.contains("trailhose_objects_in_flight 2"), "{text}");
-        assert!(text.contains("trailhose_lag_seconds_bucket{le=\"1\"} 1"), "{text}");
-        assert!(text.contains("trailhose_lag_seconds_bucket{le=\"60\"} 2"), "{text}");
-        assert!(text.contains("trailhose_lag_seconds_bucket{le=\"+Inf\"} 3"), "{text}");
+        assert!(
+            text.contains("trailhose_lag_seconds_bucket{le=\"1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("trailhose_lag_seconds_bucket{le=\"60\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("trailhose_lag_seconds_bucket{le=\"+Inf\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("trailhose_lag_seconds_count 3"), "{text}");
-        assert_eq!(r.counter_value("trailhose_messages_received", &[("queue", "q\"1")]), Some(4));
+        assert_eq!(
+            r.counter_value("trailhose_messages_received", &[("queue", "q\"1")]),
+            Some(4)
+        );
     }
 }

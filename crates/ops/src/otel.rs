@@ -41,7 +41,10 @@ impl opentelemetry_http::HttpClient for OnRuntime {
     async fn send_bytes(
         &self,
         request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
-    ) -> Result<opentelemetry_http::Response<opentelemetry_http::Bytes>, opentelemetry_http::HttpError> {
+    ) -> Result<
+        opentelemetry_http::Response<opentelemetry_http::Bytes>,
+        opentelemetry_http::HttpError,
+    > {
         let inner = self.inner.clone();
         self.handle
             .spawn(async move { inner.send_bytes(request).await })
@@ -55,7 +58,10 @@ fn hyper_client() -> Result<OnRuntime, String> {
         .map_err(|_| "OpenTelemetry export must be started inside the tokio runtime".to_string())?;
     let _guard = handle.enter();
     Ok(OnRuntime {
-        inner: opentelemetry_http::hyper::HyperClient::with_default_connector(Duration::from_secs(10), None),
+        inner: opentelemetry_http::hyper::HyperClient::with_default_connector(
+            Duration::from_secs(10),
+            None,
+        ),
         handle: handle.clone(),
     })
 }

@@ -88,7 +88,12 @@ impl Progress {
                     eta
                 )
             }
-            _ => format!("{}: {:.1} MB, {:.1} MB/s", self.label, done as f64 / 1e6, rate / 1e6),
+            _ => format!(
+                "{}: {:.1} MB, {:.1} MB/s",
+                self.label,
+                done as f64 / 1e6,
+                rate / 1e6
+            ),
         }
     }
 

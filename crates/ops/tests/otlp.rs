@@ -9,7 +9,9 @@ use tracing_subscriber::layer::SubscriberExt;
 type Posts = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
 
 async fn collector() -> (String, Posts) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let got: Posts = Arc::new(Mutex::new(Vec::new()));
     let g = got.clone();
@@ -62,10 +64,17 @@ async fn collector() -> (String, Posts) {
 async fn metrics_and_spans_reach_the_collector() {
     let (endpoint, got) = collector().await;
     let reg = trailhose_ops::Registry::new();
-    reg.counter("trailhose_records", "records", vec![("sink", "cwl".into())]).add(42);
-    let (guard, tracer) =
-        trailhose_ops::otel::init(&endpoint, "trailhose-test", reg.clone(), Duration::from_millis(200)).expect("init");
-    let subscriber = tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+    reg.counter("trailhose_records", "records", vec![("sink", "cwl".into())])
+        .add(42);
+    let (guard, tracer) = trailhose_ops::otel::init(
+        &endpoint,
+        "trailhose-test",
+        reg.clone(),
+        Duration::from_millis(200),
+    )
+    .expect("init");
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
     tracing::subscriber::with_default(subscriber, || {
         let span = tracing::info_span!("object", bucket = "b", key = "k");
         let _e = span.enter();
@@ -77,7 +86,11 @@ async fn metrics_and_spans_reach_the_collector() {
     let got = got.lock().expect("lock").clone();
     let metrics: Vec<_> = got.iter().filter(|(p, _, _)| p == "/v1/metrics").collect();
     let traces: Vec<_> = got.iter().filter(|(p, _, _)| p == "/v1/traces").collect();
-    assert!(!metrics.is_empty(), "no metrics posted: {:?}", got.iter().map(|g| &g.0).collect::<Vec<_>>());
+    assert!(
+        !metrics.is_empty(),
+        "no metrics posted: {:?}",
+        got.iter().map(|g| &g.0).collect::<Vec<_>>()
+    );
     assert!(metrics.iter().all(|(_, c, _)| c.contains("protobuf")));
     let body = &metrics[0].2;
     let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);

@@ -37,17 +37,25 @@ pub fn moto() -> &'static Moto {
     MOTO.get_or_init(|| {
         let port = free_port();
         let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        if Command::new(&bin).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+            panic!(
+                "cannot start `{bin}`. The AWS integration tests need moto's server: \
+                 pip install \"moto[server]\""
+            );
+        }
+        // The emulator lives in a static that is never dropped, so a shell watchdog stops it
+        // when this test process exits instead of leaving it running.
+        let script = format!(
+            "{bin} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+             while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done; kill $m 2>/dev/null",
+            parent = std::process::id()
+        );
+        let child = Command::new("sh")
+            .args(["-c", &script])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start `{bin}` ({e}). The AWS integration tests need moto's server: \
-                     pip install \"moto[server]\""
-                )
-            });
+            .unwrap_or_else(|e| panic!("cannot start the moto watchdog shell: {e}"));
         let guard = ChildGuard(child);
         let endpoint = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
