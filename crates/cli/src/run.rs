@@ -87,10 +87,71 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
     Ok(specs)
 }
 
+/// Starts the `[ops]` listener (`/metrics`, `/healthz`, `/readyz`) and OTLP export when
+/// configured, with the pipeline's counters mirrored into the registry.
+async fn start_ops(
+    cfg: &Config,
+    pipeline: &Pipeline,
+) -> Result<(
+    Option<trailhose_worker::Ops>,
+    Option<trailhose_ops::otel::OtelGuard>,
+)> {
+    if cfg.ops.listen.is_empty() && cfg.ops.otlp_endpoint.is_empty() {
+        return Ok((None, None));
+    }
+    let registry = trailhose_ops::Registry::new();
+    let health = trailhose_ops::Health::new();
+    let stats = pipeline.stats.clone();
+    registry.add_collector(move |r| {
+        use std::sync::atomic::Ordering::Relaxed;
+        r.counter(
+            "trailhose_pipeline_records",
+            "records routed to sinks",
+            vec![],
+        )
+        .set_total(stats.records.load(Relaxed));
+        r.counter(
+            "trailhose_pipeline_bytes",
+            "record bytes routed to sinks",
+            vec![],
+        )
+        .set_total(stats.record_bytes.load(Relaxed));
+        r.counter(
+            "trailhose_pipeline_unrouted",
+            "records no sink filter took",
+            vec![],
+        )
+        .set_total(stats.unrouted.load(Relaxed));
+    });
+    if !cfg.ops.listen.is_empty() {
+        let addr = trailhose_ops::serve(&cfg.ops.listen, registry.clone(), health.clone())
+            .await
+            .with_context(|| format!("ops listener on {}", cfg.ops.listen))?;
+        tracing::info!(%addr, "ops listener: /metrics /healthz /readyz");
+    }
+    let otel = if cfg.ops.otlp_endpoint.is_empty() {
+        None
+    } else {
+        let (guard, _tracer) = trailhose_ops::otel::init(
+            &cfg.ops.otlp_endpoint,
+            &cfg.ops.service_name,
+            registry.clone(),
+            Duration::from_secs(cfg.ops.export_interval_seconds),
+        )
+        .map_err(anyhow::Error::msg)?;
+        Some(guard)
+    };
+    if !matches!(cfg.source, SourceConfig::Sqs(_)) {
+        health.set_started();
+    }
+    Ok((Some(trailhose_worker::Ops { registry, health }), otel))
+}
+
 pub async fn run_config(cfg: &Config) -> Result<RunReport> {
     let started = Instant::now();
     let pipeline = Pipeline::start(build_sinks(cfg).await?, cfg.pipeline.channel_capacity);
     let dlq = Arc::new(DeadLetterFile::new(&cfg.dead_letter.path));
+    let (ops, _otel) = start_ops(cfg, &pipeline).await?;
     let source = match &cfg.source {
         SourceConfig::Dir(d) => {
             let src = DirSource {
@@ -109,7 +170,7 @@ pub async fn run_config(cfg: &Config) -> Result<RunReport> {
         }
         SourceConfig::Sqs(s) => {
             // The worker owns the pipeline: it flushes the sinks before its last deletes.
-            let w = trailhose_worker::run(cfg, s, pipeline, dlq.clone()).await?;
+            let w = trailhose_worker::run(cfg, s, pipeline, dlq.clone(), ops.clone()).await?;
             eprintln!("{}", w.stats);
             return Ok(RunReport {
                 source: w.source_report(),

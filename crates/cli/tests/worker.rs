@@ -341,3 +341,114 @@ async fn sigkill_mid_run_loses_nothing_after_restart() {
         lines.len() - foreign - s.expected.len()
     );
 }
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let status = resp.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        status,
+        resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    ))
+}
+
+/// The value of the first series of `name` in a Prometheus text page.
+fn metric(page: &str, name: &str) -> Option<u64> {
+    page.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_counters_match_processing_and_readyz_flips_on_sigterm() {
+    let s = setup("ops", 300, 50).await;
+    let config = s.config("");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!("\n[ops]\nlisten = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(&config, text).expect("write config");
+    let stderr_path = s.tmp.path().join("stderr.txt");
+    let mut child = s.spawn(&config, &stderr_path);
+    let n = s.expected.len();
+    s.wait_drained(&mut child, &stderr_path, |lines| lines.len() == n)
+        .await;
+    let messages = (s.files + 1) as u64;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let page = http_get(port, "/metrics").map(|p| p.1).unwrap_or_default();
+        if metric(&page, "trailhose_messaging_messages_deleted_total") == Some(messages) {
+            break page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deletes never reached {messages}: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        metric(&page, "trailhose_messaging_messages_received_total"),
+        Some(messages),
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "trailhose_messaging_test_events_total"),
+        Some(1),
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "trailhose_objects_delivered_total"),
+        Some(s.files as u64),
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "trailhose_source_records_total"),
+        Some(n as u64),
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "trailhose_pipeline_records_total"),
+        Some(n as u64),
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "trailhose_messaging_messages_dead_lettered_total"),
+        Some(0),
+        "{page}"
+    );
+    assert_eq!(http_get(port, "/healthz").map(|r| r.0), Some(200));
+    assert_eq!(
+        http_get(port, "/readyz").map(|r| r.0),
+        Some(200),
+        "ready while running"
+    );
+
+    signal(&child, libc::SIGTERM);
+    let mut saw_not_ready = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match http_get(port, "/readyz") {
+            Some((503, body)) => {
+                assert!(body.contains("shutting down"), "{body}");
+                saw_not_ready = true;
+                break;
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+            None => break,
+        }
+    }
+    assert!(
+        saw_not_ready,
+        "/readyz never reported not-ready after SIGTERM"
+    );
+    let status = wait_exit(&mut child, Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+}

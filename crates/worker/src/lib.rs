@@ -60,6 +60,7 @@ pub mod deadletter;
 pub mod dedup;
 pub mod heartbeat;
 pub mod lifecycle;
+pub mod metrics;
 pub mod stats;
 pub mod worker;
 
@@ -84,6 +85,7 @@ pub async fn run(
     source: &SqsSourceConfig,
     pipeline: Pipeline,
     file_dead_letter: Arc<DeadLetterFile>,
+    ops: Option<Ops>,
 ) -> anyhow::Result<WorkerReport> {
     let mut source = source.clone();
     let applied = source
@@ -118,7 +120,27 @@ pub async fn run(
         AllowList::new(&source.buckets),
         dead_letter,
     );
-    Ok(worker.run(pipeline, shutdown_signal()).await)
+    let Some(ops) = ops else {
+        return Ok(worker.run(pipeline, shutdown_signal()).await);
+    };
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    metrics::export(&ops.registry, worker.stats(), &source.queue_url);
+    metrics::watch_queue(&ops.registry, &ops.health, sqs, source.queue_url.clone());
+    ops.health.set_started();
+    let health = ops.health.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Not ready from the first signal on, so load balancers and probes stop sending work.
+        health.set_shutting_down();
+    };
+    Ok(worker.run(pipeline, shutdown).await)
+}
+
+/// The operations surface a worker reports into: metrics registry and health state.
+#[derive(Clone)]
+pub struct Ops {
+    pub registry: Arc<trailhose_ops::Registry>,
+    pub health: Arc<trailhose_ops::Health>,
 }
 
 /// Completes on the first SIGTERM or SIGINT; a second one exits the process at once.
