@@ -169,17 +169,47 @@ enum Command {
     },
 }
 
+type OtelLayer = tracing_opentelemetry::OpenTelemetryLayer<
+    tracing_subscriber::Registry,
+    trailhose_ops::otel::Tracer,
+>;
+
+/// Filled in once a config with an OTLP endpoint is read: logging starts before the config.
+static OTEL_LAYER: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<Option<OtelLayer>, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
+/// Sends this process's spans (per SQS message and object) to the OTLP tracer.
+pub fn install_tracer(tracer: trailhose_ops::otel::Tracer) {
+    if let Some(h) = OTEL_LAYER.get() {
+        let layer = tracing_opentelemetry::layer().with_tracer(tracer);
+        if let Err(e) = h.modify(|l| *l = Some(layer)) {
+            tracing::warn!(error = %e, "cannot install the OpenTelemetry tracing layer");
+        }
+    }
+}
+
 fn init_logging(format: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRAILHOSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
+    let (otel, handle) = tracing_subscriber::reload::Layer::new(None::<OtelLayer>);
+    let _ = OTEL_LAYER.set(handle);
+    // Traces carry our own spans only, whatever the log level.
+    let otel = otel.with_filter(
+        tracing_subscriber::filter::Targets::new()
+            .with_target("trailhose_worker", tracing::Level::INFO)
+            .with_target("trailhose", tracing::Level::INFO),
+    );
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if format == "json" {
+        fmt.json().with_filter(filter).boxed()
     } else {
-        builder.init();
-    }
+        fmt.with_filter(filter).boxed()
+    };
+    tracing_subscriber::registry().with(otel).with(fmt).init();
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

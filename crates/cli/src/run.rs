@@ -132,13 +132,14 @@ async fn start_ops(
     let otel = if cfg.ops.otlp_endpoint.is_empty() {
         None
     } else {
-        let (guard, _tracer) = trailhose_ops::otel::init(
+        let (guard, tracer) = trailhose_ops::otel::init(
             &cfg.ops.otlp_endpoint,
             &cfg.ops.service_name,
             registry.clone(),
             Duration::from_secs(cfg.ops.export_interval_seconds),
         )
         .map_err(anyhow::Error::msg)?;
+        crate::install_tracer(tracer);
         Some(guard)
     };
     if !matches!(cfg.source, SourceConfig::Sqs(_)) {

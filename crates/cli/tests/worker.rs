@@ -373,8 +373,11 @@ async fn prometheus_counters_match_processing_and_readyz_flips_on_sigterm() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port");
+    let (collector, posts) = otlp_collector();
     let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&format!("\n[ops]\nlisten = \"127.0.0.1:{port}\"\n"));
+    text.push_str(&format!(
+        "\n[ops]\nlisten = \"127.0.0.1:{port}\"\notlp_endpoint = \"{collector}\"\nexport_interval_seconds = 1\n"
+    ));
     std::fs::write(&config, text).expect("write config");
     let stderr_path = s.tmp.path().join("stderr.txt");
     let mut child = s.spawn(&config, &stderr_path);
@@ -451,4 +454,84 @@ async fn prometheus_counters_match_processing_and_readyz_flips_on_sigterm() {
     );
     let status = wait_exit(&mut child, Duration::from_secs(10)).await;
     assert!(status.success(), "{status}");
+    // Traces: a span per SQS message (with its id) and per object reached the collector.
+    let posts = posts.lock().map(|p| p.clone()).unwrap_or_default();
+    let traces: Vec<u8> = posts
+        .iter()
+        .filter(|(p, _)| p == "/v1/traces")
+        .flat_map(|(_, b)| b.clone())
+        .collect();
+    let has = |needle: &[u8]| traces.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        has(b"sqs.message")
+            && has(b"messaging.message.id")
+            && has(b"object")
+            && has(b"fetch_parse"),
+        "{} trace bytes",
+        traces.len()
+    );
+    let metrics: Vec<u8> = posts
+        .iter()
+        .filter(|(p, _)| p == "/v1/metrics")
+        .flat_map(|(_, b)| b.clone())
+        .collect();
+    assert!(
+        metrics
+            .windows(29)
+            .any(|w| w == b"trailhose.messaging_messages_"),
+        "OTLP metrics exported"
+    );
+}
+
+type Posts = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A minimal OTLP/HTTP collector on a thread: records (path, body) of every POST.
+fn otlp_collector() -> (String, Posts) {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let posts: Posts = Default::default();
+    let p = posts.clone();
+    std::thread::spawn(move || {
+        for sock in listener.incoming().flatten() {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                let mut w = match sock.try_clone() {
+                    Ok(w) => w,
+                    Err(_) => return,
+                };
+                let mut r = std::io::BufReader::new(sock);
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let mut len = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let h = h.trim_end().to_ascii_lowercase();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = h.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if let Ok(mut g) = p.lock() {
+                        g.push((path, body));
+                    }
+                    let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), posts)
 }

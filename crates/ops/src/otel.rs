@@ -13,6 +13,8 @@ use opentelemetry_sdk::Resource;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use opentelemetry_sdk::trace::Tracer;
+
 /// Keeps the providers alive; dropping it flushes and shuts them down.
 pub struct OtelGuard {
     meters: SdkMeterProvider,
@@ -94,7 +96,46 @@ pub fn init(
         .build();
     let meter = meters.meter("trailhose");
     registry.collect();
+    let mut known = std::collections::HashSet::new();
+    bridge_new_families(&meter, &registry, &mut known);
+    // Components may register families after export starts (the worker does): pick them up.
+    let late_registry = registry.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            bridge_new_families(&meter, &late_registry, &mut known);
+        }
+    });
+    let span_exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_http_client(hyper_client()?)
+        .with_endpoint(format!("{base}/v1/traces"))
+        .build()
+        .map_err(|e| format!("OTLP span exporter: {e}"))?;
+    let tracer_provider = SdkTracerProvider::builder()
+        .with_batch_exporter(span_exporter)
+        .with_resource(resource)
+        .build();
+    let tracer = tracer_provider.tracer("trailhose");
+    Ok((
+        OtelGuard {
+            meters,
+            tracer: tracer_provider,
+        },
+        tracer,
+    ))
+}
+
+/// Registers an observable instrument for every family not bridged yet.
+fn bridge_new_families(
+    meter: &opentelemetry::metrics::Meter,
+    registry: &Arc<Registry>,
+    known: &mut std::collections::HashSet<&'static str>,
+) {
     for (name, kind) in registry.families() {
+        if !known.insert(name) {
+            continue;
+        }
         let reg = registry.clone();
         // OpenTelemetry names use dots; Prometheus names use underscores.
         let otel_name = name.replacen("trailhose_", "trailhose.", 1);
@@ -126,24 +167,6 @@ pub fn init(
             _ => {}
         }
     }
-    let span_exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_http_client(hyper_client()?)
-        .with_endpoint(format!("{base}/v1/traces"))
-        .build()
-        .map_err(|e| format!("OTLP span exporter: {e}"))?;
-    let tracer_provider = SdkTracerProvider::builder()
-        .with_batch_exporter(span_exporter)
-        .with_resource(resource)
-        .build();
-    let tracer = tracer_provider.tracer("trailhose");
-    Ok((
-        OtelGuard {
-            meters,
-            tracer: tracer_provider,
-        },
-        tracer,
-    ))
 }
 
 fn attrs(labels: &[(&'static str, String)]) -> Vec<KeyValue> {

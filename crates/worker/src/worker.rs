@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
 use trailhose_aws::{stream_object, ReadError, S3Clients};
 use trailhose_config::{Config, SqsSourceConfig};
 use trailhose_core::keys::{classify_key, KeyClass, KeyKind};
@@ -412,7 +413,20 @@ async fn receive_loop(ctx: Arc<Ctx>) {
     }
 }
 
+/// One trace per message: `sqs.message` (linked to the SQS message id) with an `object` span
+/// per object (`fetch_parse`, `deliver`) and the final `delete`.
 async fn handle_message(ctx: Arc<Ctx>, msg: Message, permit: OwnedSemaphorePermit) {
+    let span = tracing::info_span!(
+        "sqs.message",
+        "messaging.system" = "aws_sqs",
+        "messaging.message.id" = msg.message_id.as_deref().unwrap_or("")
+    );
+    handle_message_in_span(ctx, msg, permit)
+        .instrument(span)
+        .await
+}
+
+async fn handle_message_in_span(ctx: Arc<Ctx>, msg: Message, permit: OwnedSemaphorePermit) {
     let started = Instant::now();
     WorkerStats::inc(&ctx.stats.messages_received);
     let _gauge = GaugeGuard::new(&ctx.stats, |s| &s.messages_in_flight);
@@ -436,7 +450,9 @@ async fn handle_message(ctx: Arc<Ctx>, msg: Message, permit: OwnedSemaphorePermi
 
     match decision {
         Decision::Delete => {
-            delete(&ctx, &receipt).await;
+            delete(&ctx, &receipt)
+                .instrument(tracing::info_span!("delete"))
+                .await;
         }
         Decision::DeadLetter { kind, reason } => {
             tracing::warn!(message_id, kind, reason, "dead-lettering message");
@@ -559,6 +575,15 @@ fn now_ms() -> i64 {
 }
 
 async fn process_object(ctx: &Arc<Ctx>, o: &ObjectRef, shape: NotificationShape) -> ObjectResult {
+    let span = tracing::info_span!("object", "aws.s3.bucket" = %o.bucket, "aws.s3.key" = %o.key);
+    process_object_in_span(ctx, o, shape).instrument(span).await
+}
+
+async fn process_object_in_span(
+    ctx: &Arc<Ctx>,
+    o: &ObjectRef,
+    shape: NotificationShape,
+) -> ObjectResult {
     let stats = &ctx.stats;
     if let Err(reason) =
         lifecycle::object_filter(&ctx.allow, &ctx.settings.kinds, &o.bucket, &o.key)
@@ -617,7 +642,8 @@ async fn process_object(ctx: &Arc<Ctx>, o: &ObjectRef, shape: NotificationShape)
                 ctx.settings.chunking,
                 &ack,
                 &tx,
-            ) => r,
+            )
+            .instrument(tracing::info_span!("fetch_parse")) => r,
             _ = phase.wait_for(|p| *p >= Phase::Interrupt) => return ObjectResult::Interrupted,
         };
         let missing = matches!(read.1, Err(ReadError::NoSuchKey));
@@ -660,7 +686,7 @@ async fn process_object(ctx: &Arc<Ctx>, o: &ObjectRef, shape: NotificationShape)
     }
     let ack_started = Instant::now();
     let outcome = tokio::select! {
-        o = outcome => o,
+        o = outcome.instrument(tracing::info_span!("deliver")) => o,
         _ = phase.wait_for(|p| *p >= Phase::Abandon) => return ObjectResult::Interrupted,
     };
     stats.latency_ack.record(ack_started.elapsed());
