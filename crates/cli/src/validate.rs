@@ -159,6 +159,9 @@ pub fn validate(args: &ValidateArgs) -> Result<Report> {
             .with_context(|| format!("loading public keys from {}", p.display()))?;
     }
     let ring = Arc::new(ring);
+    let progress = trailhose_ops::progress::Progress::new("validate", None, true);
+    let p = progress.clone();
+    opts.on_hashed = trailhose_validate::walk::OnHashed(Some(Arc::new(move |bytes| p.inc(bytes))));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -191,6 +194,7 @@ pub fn validate(args: &ValidateArgs) -> Result<Report> {
             rt.block_on(trailhose_validate::validate(store, ring, &opts))?
         }
     };
+    progress.finish();
     Ok(report)
 }
 

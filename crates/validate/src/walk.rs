@@ -62,7 +62,31 @@ pub struct Options {
     pub jobs: usize,
     /// Report every valid object too.
     pub verbose: bool,
+    /// Called with the compressed bytes of each hashed log file (progress display).
+    pub on_hashed: OnHashed,
 }
+
+/// A progress callback; options compare equal whatever it is.
+#[derive(Clone, Default)]
+pub struct OnHashed(pub Option<Arc<dyn Fn(u64) + Send + Sync>>);
+
+impl std::fmt::Debug for OnHashed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "OnHashed(set)"
+        } else {
+            "OnHashed(none)"
+        })
+    }
+}
+
+impl PartialEq for OnHashed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for OnHashed {}
 
 impl Default for Options {
     fn default() -> Self {
@@ -80,6 +104,7 @@ impl Default for Options {
             backfill: true,
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
             verbose: false,
+            on_hashed: OnHashed::default(),
         }
     }
 }
@@ -965,9 +990,13 @@ impl<S: Store> Run<S> {
             .map_err(|e| ValidateError::Store(format!("hash pool closed: {e}")))?;
         let store = self.store.clone();
         let digest_key = digest_key.to_owned();
+        let on_hashed = self.opts.on_hashed.clone();
         self.tasks.spawn(async move {
             let result = store.hash_log(&entry.s3_bucket, &entry.s3_object).await;
             drop(permit);
+            if let (Some(f), Ok(h)) = (&on_hashed.0, &result) {
+                f(h.compressed_bytes);
+            }
             LogOutcome {
                 chain,
                 digest_key,
