@@ -122,6 +122,7 @@ async fn start_ops(
             vec![],
         )
         .set_total(stats.unrouted.load(Relaxed));
+        mirror_sinks_and_detection(r);
     });
     if !cfg.ops.listen.is_empty() {
         let addr = trailhose_ops::serve(&cfg.ops.listen, registry.clone(), health.clone())
@@ -146,6 +147,62 @@ async fn start_ops(
         health.set_started();
     }
     Ok((Some(trailhose_worker::Ops { registry, health }), otel))
+}
+
+/// Live sink counters and per-rule alert counts, copied into the registry at scrape time.
+fn mirror_sinks_and_detection(r: &trailhose_ops::Registry) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let sinks: Vec<_> = match trailhose_pipeline::sink::live_sinks().lock() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    for c in sinks {
+        let l = || vec![("sink", c.name.clone())];
+        let series: [(&'static str, &'static str, u64); 5] = [
+            (
+                "trailhose_sink_records",
+                "records accepted by a sink",
+                c.records.load(Relaxed),
+            ),
+            (
+                "trailhose_sink_dead_lettered",
+                "records a sink put in its overflow/dead-letter place",
+                c.dead_lettered.load(Relaxed),
+            ),
+            (
+                "trailhose_sink_batches",
+                "requests made by a sink",
+                c.batches.load(Relaxed),
+            ),
+            (
+                "trailhose_sink_throttled",
+                "throttling/unavailable answers to a sink",
+                c.throttled.load(Relaxed),
+            ),
+            (
+                "trailhose_sink_retries",
+                "requests a sink retried",
+                c.retries.load(Relaxed),
+            ),
+        ];
+        for (name, help, v) in series {
+            r.counter(name, help, l()).set_total(v);
+        }
+    }
+    let detectors: Vec<_> = match trailhose_detect::sink::registry().lock() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    for d in detectors {
+        for (rule, n) in &d.per_rule {
+            r.counter(
+                "trailhose_detection_alerts",
+                "alerts raised, per rule",
+                vec![("rule", rule.clone())],
+            )
+            .set_total(n.load(Relaxed));
+        }
+    }
 }
 
 pub async fn run_config(cfg: &Config) -> Result<RunReport> {

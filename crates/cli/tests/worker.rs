@@ -427,6 +427,15 @@ async fn prometheus_counters_match_processing_and_readyz_flips_on_sigterm() {
         Some(0),
         "{page}"
     );
+    assert_eq!(
+        metric(&page, "trailhose_lag_seconds_count"),
+        Some(s.files as u64),
+        "{page}"
+    );
+    assert!(
+        page.contains("# TYPE trailhose_lag_seconds histogram"),
+        "{page}"
+    );
     assert_eq!(http_get(port, "/healthz").map(|r| r.0), Some(200));
     assert_eq!(
         http_get(port, "/readyz").map(|r| r.0),

@@ -224,6 +224,25 @@ struct Shared {
     /// Describe call per batch.
     created_groups: Mutex<HashMap<Arc<str>, Arc<OnceCell<()>>>>,
     created_streams: Mutex<HashMap<Dest, Arc<OnceCell<()>>>>,
+    live: Arc<trailhose_pipeline::sink::SinkCounters>,
+}
+
+impl Shared {
+    /// Publishes the counters to the live view the metrics endpoint reads.
+    fn publish(&self) {
+        let c = &self.counters;
+        let l = &self.live;
+        l.records
+            .store(c.accepted.load(Ordering::Relaxed), Ordering::Relaxed);
+        l.dead_lettered
+            .store(c.overflowed.load(Ordering::Relaxed), Ordering::Relaxed);
+        l.batches
+            .store(c.batches.load(Ordering::Relaxed), Ordering::Relaxed);
+        l.throttled
+            .store(c.throttled.load(Ordering::Relaxed), Ordering::Relaxed);
+        l.retries
+            .store(c.retries.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
 }
 
 async fn run(sink: CloudWatchLogsSink, mut rx: mpsc::Receiver<Delivery>) -> SinkReport {
@@ -237,6 +256,7 @@ async fn run(sink: CloudWatchLogsSink, mut rx: mpsc::Receiver<Delivery>) -> Sink
         counters: Counters::default(),
         created_groups: Mutex::new(HashMap::new()),
         created_streams: Mutex::new(HashMap::new()),
+        live: trailhose_pipeline::sink::register_sink_counters(&sink.name),
     });
     let (batch_tx, batch_rx) = mpsc::channel::<OutBatch>(sink.cfg.max_in_flight.max(1));
     let dispatcher = tokio::spawn(dispatch(batch_rx, shared.clone()));
@@ -374,6 +394,7 @@ async fn accept(
         let states = vec![&state; entries.len()];
         overflow_each(shared, &entries, &states);
     }
+    shared.publish();
     touched.dedup();
     for dest in touched {
         flush(shared, &dest, buffers, false, batch_tx).await;
@@ -558,6 +579,11 @@ fn forget_destination(shared: &Shared, dest: &Dest) {
 }
 
 async fn send_batch(shared: &Shared, batch: OutBatch) {
+    send_batch_inner(shared, batch).await;
+    shared.publish();
+}
+
+async fn send_batch_inner(shared: &Shared, batch: OutBatch) {
     let OutBatch { dest, events } = batch;
     let mut log_events = Vec::with_capacity(events.len());
     let mut bytes = 0usize;

@@ -296,7 +296,7 @@ async fn batches_are_nearly_full_and_never_break_a_rule() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let recent = corpus(&tmp.path().join("in"), 30_000, now_ms() - 10 * HOUR, 6);
     let overflow = tmp.path().join("overflow.ndjson");
-    let mut cfg = config("cwl", &fake.endpoint, &overflow);
+    let mut cfg = config("cwl-full", &fake.endpoint, &overflow);
     // One destination, so the only partial batch is the last one.
     cfg.log_group = "/all".into();
     cfg.log_stream = "all".into();
@@ -331,4 +331,14 @@ async fn batches_are_nearly_full_and_never_break_a_rule() {
         "average fill {avg:.3} over {} batches",
         fill.len()
     );
+    // The live counters the metrics endpoint mirrors agree with the final report.
+    let live = trailhose_pipeline::sink::live_sinks()
+        .lock()
+        .map(|g| g.iter().find(|c| c.name == "cwl-full").cloned())
+        .ok()
+        .flatten()
+        .expect("sink registered its live counters");
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(live.records.load(Relaxed), report.records);
+    assert_eq!(live.batches.load(Relaxed), report.batches);
 }

@@ -55,8 +55,19 @@ pub struct Histogram {
     sum_micros: AtomicU64,
 }
 
+/// Buckets for lags and latencies in seconds: one second to a day.
+pub const SECONDS_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 21600.0, 86400.0,
+];
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new(&SECONDS_BUCKETS)
+    }
+}
+
 impl Histogram {
-    fn new(bounds: &[f64]) -> Self {
+    pub fn new(bounds: &[f64]) -> Self {
         Histogram {
             bounds: bounds.to_vec(),
             buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
@@ -204,6 +215,25 @@ impl Registry {
                 .collect(),
             _ => Vec::new(),
         })
+    }
+
+    /// Exposes a histogram owned by a component under `name`.
+    pub fn attach_histogram(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: Labels,
+        h: Arc<Histogram>,
+    ) {
+        self.with(|m| {
+            let e = m.entry(name).or_insert_with(|| Entry {
+                help,
+                family: Family::Histogram(h.bounds.clone(), BTreeMap::new()),
+            });
+            if let Family::Histogram(_, map) = &mut e.family {
+                map.insert(sorted(labels), h);
+            }
+        });
     }
 
     /// Current value of a counter series, for tests and summaries.

@@ -59,3 +59,33 @@ pub trait Sink: Send + 'static {
     /// token: ack, dead-letter or fail.
     fn run(self: Box<Self>, rx: mpsc::Receiver<Delivery>) -> SinkFuture;
 }
+
+/// Live counters of a sink, readable while it runs (the metrics endpoint mirrors them).
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    pub name: String,
+    pub records: std::sync::atomic::AtomicU64,
+    pub dead_lettered: std::sync::atomic::AtomicU64,
+    pub batches: std::sync::atomic::AtomicU64,
+    pub throttled: std::sync::atomic::AtomicU64,
+    pub retries: std::sync::atomic::AtomicU64,
+}
+
+/// Every sink's live counters in this process.
+pub fn live_sinks() -> &'static std::sync::Mutex<Vec<Arc<SinkCounters>>> {
+    static LIVE: std::sync::OnceLock<std::sync::Mutex<Vec<Arc<SinkCounters>>>> =
+        std::sync::OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+pub fn register_sink_counters(name: &str) -> Arc<SinkCounters> {
+    let c = Arc::new(SinkCounters {
+        name: name.to_string(),
+        ..Default::default()
+    });
+    match live_sinks().lock() {
+        Ok(mut g) => g.push(c.clone()),
+        Err(p) => p.into_inner().push(c.clone()),
+    }
+    c
+}

@@ -14,6 +14,12 @@ fn queue_name(url: &str) -> String {
 
 pub fn export(registry: &Arc<Registry>, stats: Arc<WorkerStats>, queue_url: &str) {
     let queue = queue_name(queue_url);
+    registry.attach_histogram(
+        "trailhose_lag_seconds",
+        "now minus delivery time of each delivered object (from its key)",
+        vec![],
+        stats.lag_seconds.clone(),
+    );
     registry.add_collector(move |r| {
         let s = stats.snapshot();
         let q = || {

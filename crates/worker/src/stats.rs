@@ -84,6 +84,8 @@ pub struct WorkerStats {
     /// now − delivery time of the last delivered object (from its key), and the maximum seen.
     pub lag_ms_last: AtomicI64,
     pub lag_ms_max: AtomicI64,
+    /// Distribution of the lag, in seconds.
+    pub lag_seconds: std::sync::Arc<trailhose_ops::Histogram>,
     /// GetObject until response headers.
     pub latency_first_byte: Latency,
     /// Whole object read (GetObject to last chunk handed on).
@@ -115,6 +117,7 @@ impl WorkerStats {
     }
 
     pub fn lag(&self, ms: i64) {
+        self.lag_seconds.observe(ms.max(0) as f64 / 1000.0);
         self.lag_ms_last.store(ms, Ordering::Relaxed);
         self.lag_ms_max.fetch_max(ms, Ordering::Relaxed);
     }
