@@ -8,12 +8,24 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 use trailhose_core::Limits;
 
+thread_local! {
+    /// Progress of the whole benchmark (compressed bytes processed across every timed run);
+    /// updated between runs only, so it never weighs on what is measured.
+    static PROGRESS: std::cell::RefCell<Option<(std::sync::Arc<trailhose_ops::progress::Progress>, u64)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 fn best_of<T>(runs: u32, mut f: impl FnMut() -> Result<T>) -> Result<(Duration, T)> {
     let mut best: Option<(Duration, T)> = None;
     for _ in 0..runs.max(1) {
         let t = Instant::now();
         let v = f()?;
         let d = t.elapsed();
+        PROGRESS.with(|p| {
+            if let Some((p, bytes)) = p.borrow().as_ref() {
+                p.inc(*bytes);
+            }
+        });
         if best.as_ref().is_none_or(|(b, _)| d < *b) {
             best = Some((d, v));
         }
@@ -64,6 +76,17 @@ pub fn bench(dir: Option<PathBuf>, events: u64, runs: u32) -> Result<ExitCode> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let limits = Limits::default();
 
+    let corpus_bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let progress = trailhose_ops::progress::Progress::new(
+        "bench",
+        Some(corpus_bytes * 4 * u64::from(runs.max(1))),
+        true,
+    );
+    PROGRESS.with(|p| *p.borrow_mut() = Some((progress.clone(), corpus_bytes)));
     // Warm the page cache so the first contender does not pay for the disk.
     zcat(&files)?;
     let (t_zcat, ()) = best_of(runs, || zcat(&files))?;
@@ -84,6 +107,7 @@ pub fn bench(dir: Option<PathBuf>, events: u64, runs: u32) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     let (t_run, run_rep) = best_of(runs, || rt.block_on(crate::run::run_config(&cfg)))?;
+    progress.finish();
     if !rep.failures.is_empty() || run_rep.source.files_failed > 0 {
         bail!("the corpus has broken files; benchmark needs a clean corpus");
     }

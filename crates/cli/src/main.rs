@@ -189,6 +189,21 @@ pub fn install_tracer(tracer: trailhose_ops::otel::Tracer) {
     }
 }
 
+type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Applies `[ops] log_level` once the config is read (TRAILHOSE_LOG, when set, wins).
+static SET_LOG_LEVEL: std::sync::OnceLock<SetLogLevel> = std::sync::OnceLock::new();
+
+fn apply_config_log_level(cfg: &Config) -> Result<()> {
+    if std::env::var_os("TRAILHOSE_LOG").is_some() || cfg.ops.log_level.is_empty() {
+        return Ok(());
+    }
+    if let Some(set) = SET_LOG_LEVEL.get() {
+        set(&cfg.ops.log_level).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
 fn init_logging(format: &str) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -203,6 +218,12 @@ fn init_logging(format: &str) {
             .with_target("trailhose_worker", tracing::Level::INFO)
             .with_target("trailhose", tracing::Level::INFO),
     );
+    let (filter, filter_handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = SET_LOG_LEVEL.set(Box::new(move |level: &str| {
+        let f = tracing_subscriber::EnvFilter::try_new(level)
+            .map_err(|e| format!("log level {level:?}: {e}"))?;
+        filter_handle.reload(f).map_err(|e| e.to_string())
+    }));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if format == "json" {
         fmt.json().with_filter(filter).boxed()
@@ -339,6 +360,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         }
         Command::Run { config } => {
             let cfg = Config::load(&config)?;
+            apply_config_log_level(&cfg)?;
             let report = runtime()?.block_on(run::run_config(&cfg))?;
             run::print_report(&report);
             Ok(if report.is_clean() {

@@ -262,3 +262,45 @@ fn demo_runs_end_to_end() {
         "{all}"
     );
 }
+
+#[test]
+fn log_level_comes_from_the_config_unless_the_environment_sets_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    generate(&dir.path().join("sample"), 200);
+    let cfg = |level: &str| {
+        let p = dir.path().join(format!("run-{}.toml", level.len()));
+        std::fs::write(
+            &p,
+            format!(
+                "[source]\ntype = \"dir\"\npath = {:?}\n[[sinks]]\ntype = \"discard\"\nname = \"null\"\n[ops]\nlisten = \"127.0.0.1:0\"\nlog_level = {level:?}\n",
+                dir.path().join("sample").display().to_string()
+            ),
+        )
+        .expect("write config");
+        p
+    };
+    let quiet = run(bin()
+        .arg("run")
+        .arg("--config")
+        .arg(cfg("warn"))
+        .env_remove("TRAILHOSE_LOG"));
+    assert!(quiet.status.success());
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("ops listener"));
+    let info = run(bin()
+        .arg("run")
+        .arg("--config")
+        .arg(cfg("info"))
+        .env_remove("TRAILHOSE_LOG"));
+    assert!(info.status.success());
+    assert!(
+        String::from_utf8_lossy(&info.stderr).contains("ops listener"),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let env_wins = run(bin()
+        .arg("run")
+        .arg("--config")
+        .arg(cfg("info"))
+        .env("TRAILHOSE_LOG", "error"));
+    assert!(!String::from_utf8_lossy(&env_wins.stderr).contains("ops listener"));
+}

@@ -11,6 +11,8 @@ pub struct OpsConfig {
     pub otlp_endpoint: String,
     pub service_name: String,
     pub export_interval_seconds: u64,
+    /// Log filter (e.g. `info`, `trailhose_worker=debug,warn`); `TRAILHOSE_LOG` overrides it.
+    pub log_level: String,
 }
 
 impl Default for OpsConfig {
@@ -20,6 +22,7 @@ impl Default for OpsConfig {
             otlp_endpoint: String::new(),
             service_name: "trailhose".into(),
             export_interval_seconds: 10,
+            log_level: String::new(),
         }
     }
 }
