@@ -436,6 +436,12 @@ async fn prometheus_counters_match_processing_and_readyz_flips_on_sigterm() {
         page.contains("# TYPE trailhose_lag_seconds histogram"),
         "{page}"
     );
+    assert!(
+        page.contains(&format!(
+            "trailhose_sink_records_total{{sink=\"records\"}} {n}"
+        )),
+        "{page}"
+    );
     assert_eq!(http_get(port, "/healthz").map(|r| r.0), Some(200));
     assert_eq!(
         http_get(port, "/readyz").map(|r| r.0),

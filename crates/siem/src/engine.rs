@@ -316,6 +316,33 @@ async fn run<T: Transport>(sink: BatchSink<T>, mut rx: mpsc::Receiver<Delivery>)
         delivery: sink.delivery.clone(),
         counters: counters.clone(),
     });
+    // The metrics endpoint reads live counters; copy ours there every second and at the end.
+    let live = trailhose_pipeline::sink::register_sink_counters(&sink.name);
+    let publish = {
+        let c = counters.clone();
+        let live = live.clone();
+        move || {
+            live.records
+                .store(c.accepted.load(Ordering::Relaxed), Ordering::Relaxed);
+            live.dead_lettered
+                .store(c.dead_lettered.load(Ordering::Relaxed), Ordering::Relaxed);
+            live.batches
+                .store(c.batches.load(Ordering::Relaxed), Ordering::Relaxed);
+            live.throttled
+                .store(c.throttled.load(Ordering::Relaxed), Ordering::Relaxed);
+            live.retries
+                .store(c.retries.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    };
+    let publisher = {
+        let publish = publish.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                publish();
+            }
+        })
+    };
     let in_flight = sink.delivery.max_in_flight.max(1);
     let (batch_tx, batch_rx) = mpsc::channel::<Vec<Doc>>(in_flight);
     let dispatcher = tokio::spawn(dispatch(batch_rx, shared.clone()));
@@ -347,6 +374,8 @@ async fn run<T: Transport>(sink: BatchSink<T>, mut rx: mpsc::Receiver<Delivery>)
     if let Err(e) = dispatcher.await {
         counters.note(&format!("dispatcher failed: {e}"));
     }
+    publisher.abort();
+    publish();
     let c = &counters;
     let errors = lock(&c.errors).clone();
     SinkReport {

@@ -194,6 +194,7 @@ impl Sink for NdjsonSink {
                         }
                     },
                 };
+                let live = crate::sink::register_sink_counters(&this.name);
                 let mut buf = Vec::with_capacity(1 << 20);
                 while let Some(d) = rx.blocking_recv() {
                     buf.clear();
@@ -206,6 +207,8 @@ impl Sink for NdjsonSink {
                         Ok(()) => {
                             report.records += n;
                             report.bytes += buf.len() as u64;
+                            live.records
+                                .store(report.records, std::sync::atomic::Ordering::Relaxed);
                             d.token.ack();
                         }
                         Err(e) => {
