@@ -22,7 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 use trailhose_aws::{stream_object, ReadError, S3Clients};
 use trailhose_config::{Config, SqsSourceConfig};
-use trailhose_core::keys::{classify_key, KeyClass, KeyKind};
+use trailhose_core::keys::KeyKind;
 use trailhose_core::notify::{parse_notification, NotificationShape, ObjectRef};
 use trailhose_core::Limits;
 use trailhose_pipeline::dir_source::SourceReport;
@@ -553,18 +553,7 @@ async fn decide_message(ctx: &Arc<Ctx>, body: &str, receive_count: u32) -> Decis
 
 /// Object metadata for enrichment and error messages, from the key layout.
 pub fn object_meta(bucket: &str, key: &str) -> ObjectMeta {
-    let mut meta = ObjectMeta {
-        source: format!("s3://{bucket}/{key}"),
-        bucket: Some(bucket.to_owned()),
-        key: key.to_owned(),
-        ..Default::default()
-    };
-    if let KeyClass::CloudTrail(k) = classify_key(key) {
-        meta.account = Some(k.account.to_owned());
-        meta.region = Some(k.region.to_owned());
-        meta.org_id = k.org_id.map(str::to_owned);
-    }
-    meta
+    ObjectMeta::for_s3(bucket, key)
 }
 
 fn now_ms() -> i64 {
