@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, OnceCell, Semaphore};
+use tokio::sync::{mpsc, OnceCell};
 use trailhose_config::cwl::CloudWatchLogsSinkConfig;
 use trailhose_pipeline::template::{NameKind, Template};
 use trailhose_pipeline::{AckToken, Delivery, RecordChunk, Sink, SinkFuture, SinkReport};
@@ -449,21 +449,14 @@ async fn flush(
     }
 }
 
-async fn dispatch(mut rx: mpsc::Receiver<OutBatch>, shared: Arc<Shared>) {
-    let permits = Arc::new(Semaphore::new(shared.cfg.max_in_flight.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    while let Some(batch) = rx.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
+async fn dispatch(rx: mpsc::Receiver<OutBatch>, shared: Arc<Shared>) {
+    let limit = shared.cfg.max_in_flight;
+    let name = shared.cfg.name.clone();
+    trailhose_pipeline::dispatch::bounded(rx, limit, &name, |batch| {
         let shared = shared.clone();
-        tasks.spawn(async move {
-            send_batch(&shared, batch).await;
-            drop(permit);
-        });
-        while tasks.try_join_next().is_some() {}
-    }
-    while tasks.join_next().await.is_some() {}
+        async move { send_batch(&shared, batch).await }
+    })
+    .await;
 }
 
 enum Failure {

@@ -15,6 +15,7 @@ pub mod ack;
 pub mod chunk;
 pub mod deadletter;
 pub mod dir_source;
+pub mod dispatch;
 pub mod emit;
 pub mod filter;
 pub mod rate;

@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use trailhose_config::siem::{DeliveryConfig, OutputFormat};
 use trailhose_core::KeyFields;
 use trailhose_pipeline::rate::{backoff, RateControl};
@@ -521,35 +521,14 @@ fn dead_letter_one<T: Transport>(
     }
 }
 
-async fn dispatch<T: Transport>(mut rx: mpsc::Receiver<Vec<Doc>>, shared: Arc<Shared<T>>) {
-    let permits = Arc::new(Semaphore::new(shared.delivery.max_in_flight.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    while let Some(batch) = rx.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
+async fn dispatch<T: Transport>(rx: mpsc::Receiver<Vec<Doc>>, shared: Arc<Shared<T>>) {
+    let limit = shared.delivery.max_in_flight;
+    let name = shared.name.clone();
+    trailhose_pipeline::dispatch::bounded(rx, limit, &name, |batch| {
         let shared = shared.clone();
-        tasks.spawn(async move {
-            send_batch(&shared, batch).await;
-            drop(permit);
-        });
-        while let Some(done) = tasks.try_join_next() {
-            if let Err(e) = done {
-                shared_note_panic(&e);
-            }
-        }
-    }
-    while let Some(done) = tasks.join_next().await {
-        if let Err(e) = done {
-            shared_note_panic(&e);
-        }
-    }
-}
-
-fn shared_note_panic(e: &tokio::task::JoinError) {
-    // A panicked batch task dropped its documents' delivery states; their tokens fail the
-    // objects (a dropped token is a failure), so nothing is acknowledged wrongly.
-    tracing::error!(error = %e, "SIEM sink batch task failed");
+        async move { send_batch(&shared, batch).await }
+    })
+    .await;
 }
 
 /// A batch's final verdicts, per document.
