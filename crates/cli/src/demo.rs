@@ -61,6 +61,12 @@ type = "ndjson"
 name = "records"
 dir = {records:?}
 
+[[sinks]]
+type = "archive"
+name = "archive"
+location = {archive:?}
+max_file_seconds = 60
+
 [detection]
 failed_alerts_path = {failed:?}
 
@@ -73,6 +79,7 @@ path = {alerts:?}
         sample = sample.display().to_string(),
         dlq = out.join("dead-letter.ndjson").display().to_string(),
         records = out.join("records").display().to_string(),
+        archive = out.join("archive").display().to_string(),
     );
     let cfg = Config::from_toml(&cfg_text, "demo config")?;
     println!(
@@ -115,6 +122,8 @@ path = {alerts:?}
     println!("   ok: every record of every good file delivered once; the truncated file was dead-lettered with its reason");
     crate::rules::demo_detection(&out.join("alerts.ndjson"), &generated)?;
     crate::validate::demo_steps(&root, &sample, &generated)?;
+    #[cfg(feature = "query")]
+    crate::query::demo_steps(&out.join("archive"), &out.join("records"))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,6 +5,8 @@ mod bench;
 mod cat;
 mod demo;
 mod generate_digests;
+#[cfg(feature = "query")]
+mod query;
 mod rules;
 mod run;
 mod validate;
@@ -104,6 +106,14 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         runs: u32,
     },
+    /// SQL over an archive (table `cloudtrail_logs`, Athena's CloudTrail columns), with
+    /// Apache DataFusion.
+    #[cfg(feature = "query")]
+    Query(query::QueryArgs),
+    /// `aws cloudtrail lookup-events` over an archive: same attributes and answer shape, no
+    /// 90-day window, data events included.
+    #[cfg(feature = "query")]
+    Lookup(query::LookupArgs),
     /// Run the pipeline a config file describes.
     Run {
         #[arg(long, short = 'c', default_value = "config/local.toml")]
@@ -370,6 +380,10 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
             })
         }
         Command::Demo { dir, events } => demo::demo(dir, events),
+        #[cfg(feature = "query")]
+        Command::Query(args) => query::query(&args),
+        #[cfg(feature = "query")]
+        Command::Lookup(args) => query::lookup(&args),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(cfg) => {
                 let sinks: Vec<&str> = cfg.sinks.iter().map(|s| s.name()).collect();

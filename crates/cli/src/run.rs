@@ -70,6 +70,16 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
                     filter: c.filter.clone(),
                 }
             }
+            SinkConfig::Archive(c) => {
+                let client = trailhose_archive::s3_client(c).await;
+                SinkSpec {
+                    sink: Box::new(
+                        trailhose_archive::ArchiveSink::new(c.clone(), client)
+                            .map_err(anyhow::Error::msg)?,
+                    ),
+                    filter: c.filter.clone(),
+                }
+            }
             SinkConfig::SplunkHec(_)
             | SinkConfig::Opensearch(_)
             | SinkConfig::Http(_)

@@ -10,6 +10,7 @@ use trailhose_pipeline::dir_source::Layout;
 use trailhose_pipeline::filter::RecordFilter;
 use trailhose_pipeline::sinks::ndjson::Shape;
 
+pub mod archive;
 pub mod cwl;
 pub mod detect;
 pub mod ops;
@@ -168,6 +169,8 @@ pub enum SinkConfig {
     Http(siem::HttpSinkConfig),
     /// Kafka producer.
     Kafka(siem::KafkaSinkConfig),
+    /// Parquet / NDJSON.gz archive, partitioned as Athena's CloudTrail tables.
+    Archive(archive::ArchiveSinkConfig),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,6 +227,7 @@ impl SinkConfig {
             SinkConfig::Opensearch(c) => &c.name,
             SinkConfig::Http(c) => &c.name,
             SinkConfig::Kafka(c) => &c.name,
+            SinkConfig::Archive(c) => &c.name,
         }
     }
 }
@@ -311,6 +315,7 @@ impl Config {
                 SinkConfig::Opensearch(c) => p.extend(c.problems()),
                 SinkConfig::Http(c) => p.extend(c.problems()),
                 SinkConfig::Kafka(c) => p.extend(c.problems()),
+                SinkConfig::Archive(c) => p.extend(c.problems()),
                 _ => {}
             }
             if let SinkConfig::Ndjson(n) = s {
