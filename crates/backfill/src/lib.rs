@@ -245,6 +245,9 @@ pub async fn run_backfill(
             )
             .await;
             drop(ack);
+            // Not needed while waiting for the acknowledgement; holding it would keep the
+            // pipeline's input open.
+            drop(tx);
             counters
                 .records
                 .fetch_add(report.records, Ordering::Relaxed);
@@ -311,6 +314,9 @@ pub async fn run_backfill(
         });
         while readers.try_join_next().is_some() {}
     }
+    // Every object is started and each reader holds its own sender: closing ours lets
+    // batching sinks flush as soon as the last one is read.
+    drop(input);
     while readers.join_next().await.is_some() {}
     let mut list_errors = Vec::new();
     while let Some(r) = listers.join_next().await {

@@ -48,7 +48,7 @@ pub fn backfill(a: Args) -> Result<ExitCode> {
                 .force_path_style(a.endpoint_url.is_some())
                 .build(),
         );
-        let pipeline = Pipeline::start(build_sinks(&cfg).await?, cfg.pipeline.channel_capacity);
+        let mut pipeline = Pipeline::start(build_sinks(&cfg).await?, cfg.pipeline.channel_capacity);
         let dlq = Arc::new(DeadLetterFile::new(&cfg.dead_letter.path));
         let progress = trailhose_ops::progress::Progress::new("backfill", None, true);
         let already = checkpoint.len();
@@ -65,7 +65,7 @@ pub fn backfill(a: Args) -> Result<ExitCode> {
                 max_bytes: cfg.pipeline.chunk_bytes,
             },
         };
-        let report = run_backfill(s3, opts, checkpoint, pipeline.input(), dlq, Some(progress.clone()))
+        let report = run_backfill(s3, opts, checkpoint, pipeline.take_input(), dlq, Some(progress.clone()))
             .await
             .map_err(anyhow::Error::msg)?;
         progress.finish();

@@ -51,7 +51,7 @@ pub struct LookupArgs {
     pub archive: ArchiveArgs,
 }
 
-async fn open(a: &ArchiveArgs) -> Result<trailhose_query::SessionContext> {
+async fn open(a: &ArchiveArgs) -> Result<trailhose_query::Session> {
     let client = if a.archive.starts_with("s3://") {
         let sdk = trailhose_aws::load_sdk_config(&trailhose_aws::AwsSettings {
             region: a.region.clone(),

@@ -217,7 +217,7 @@ fn mirror_sinks_and_detection(r: &trailhose_ops::Registry) {
 
 pub async fn run_config(cfg: &Config) -> Result<RunReport> {
     let started = Instant::now();
-    let pipeline = Pipeline::start(build_sinks(cfg).await?, cfg.pipeline.channel_capacity);
+    let mut pipeline = Pipeline::start(build_sinks(cfg).await?, cfg.pipeline.channel_capacity);
     let dlq = Arc::new(DeadLetterFile::new(&cfg.dead_letter.path));
     let (ops, _otel) = start_ops(cfg, &pipeline).await?;
     let source = match &cfg.source {
@@ -232,7 +232,7 @@ pub async fn run_config(cfg: &Config) -> Result<RunReport> {
                     max_bytes: cfg.pipeline.chunk_bytes,
                 },
             };
-            run_dir_source(src, pipeline.input(), dlq.clone())
+            run_dir_source(src, pipeline.take_input(), dlq.clone())
                 .await
                 .with_context(|| format!("reading {}", d.path.display()))?
         }

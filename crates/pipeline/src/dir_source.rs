@@ -186,6 +186,10 @@ pub async fn run_dir_source(
             tally(&mut report, done);
         }
     }
+    // Every file is listed and its reader holds its own sender: closing ours lets the input
+    // end as soon as the last file is parsed, so batching sinks (the archive) flush and
+    // acknowledge now rather than on their age limit while we wait for the outcomes.
+    drop(input);
     while let Some(done) = tasks.join_next().await {
         tally(&mut report, done);
     }

@@ -55,7 +55,7 @@ pub struct SinkSpec {
 /// A started pipeline: send [`Routed`] chunks to [`input`](Self::input), then
 /// [`shutdown`](Self::shutdown) to flush every sink and collect their reports.
 pub struct Pipeline {
-    input: mpsc::Sender<Routed>,
+    input: Option<mpsc::Sender<Routed>>,
     router: JoinHandle<()>,
     sinks: Vec<JoinHandle<SinkReport>>,
     pub stats: Arc<PipelineStats>,
@@ -76,7 +76,7 @@ impl Pipeline {
         let (input, rx) = mpsc::channel(capacity);
         let router = tokio::spawn(route(rx, routes, stats.clone()));
         Pipeline {
-            input,
+            input: Some(input),
             router,
             sinks: handles,
             stats,
@@ -84,7 +84,23 @@ impl Pipeline {
     }
 
     pub fn input(&self) -> mpsc::Sender<Routed> {
-        self.input.clone()
+        match &self.input {
+            Some(tx) => tx.clone(),
+            // Handed over with `take_input`: a closed sender, so a late source sees the
+            // pipeline as shut rather than keeping it open.
+            None => mpsc::channel(1).0,
+        }
+    }
+
+    /// Hands the pipeline's own input sender to a source that knows when its input ends: once
+    /// it (and its clones) are dropped, the sinks flush and acknowledge at once, without
+    /// waiting for `shutdown` — needed by a source that waits for acknowledgements of batching
+    /// sinks (the archive) before it returns.
+    pub fn take_input(&mut self) -> mpsc::Sender<Routed> {
+        match self.input.take() {
+            Some(tx) => tx,
+            None => mpsc::channel(1).0,
+        }
     }
 
     /// Closes the input (all other senders must be gone too), waits for every sink to drain.

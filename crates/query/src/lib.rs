@@ -23,7 +23,7 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use std::sync::Arc;
 
-pub use datafusion::prelude::SessionContext;
+pub use datafusion::prelude::SessionContext as Session;
 
 pub const TABLE: &str = "cloudtrail_logs";
 

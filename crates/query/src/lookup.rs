@@ -263,8 +263,8 @@ pub fn events(batches: &[RecordBatch]) -> Result<Value, String> {
             );
             put("EventSource", opt(&src, i).map(str::to_owned));
             put("Username", opt(&user, i).map(str::to_owned));
-            e.insert("Resources".into(), Value::Array(resources(&res, i)));
             put("CloudTrailEvent", opt(&raw, i).map(str::to_owned));
+            e.insert("Resources".into(), Value::Array(resources(&res, i)));
             events.push(Value::Object(e));
         }
     }

@@ -31,7 +31,7 @@ pub fn register(ctx: &SessionContext) {
         signature: Signature::any(3, Volatility::Immutable),
     }));
     // Athena's name for parsing eventtime; DataFusion's to_timestamp reads RFC 3339.
-    let to_ts = datafusion::functions::datetime::to_timestamp();
+    let to_ts = datafusion::functions::datetime::to_timestamp(ctx.state().config_options());
     ctx.register_udf(to_ts.as_ref().clone().with_aliases(["from_iso8601_timestamp"]));
 }
 
