@@ -328,9 +328,17 @@ mod tests {
             .expect("useridentity");
         let user = field(ui, "username").as_any().downcast_ref::<StringArray>();
         assert_eq!(user.map(|u| u.value(0)), Some("admin_user"));
-        let sc = field(ui, "sessioncontext").as_any().downcast_ref::<StructArray>().expect("sc");
-        let attrs = field(sc, "attributes").as_any().downcast_ref::<StructArray>().expect("a");
-        let mfa = field(attrs, "mfaauthenticated").as_any().downcast_ref::<StringArray>();
+        let sc = field(ui, "sessioncontext")
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .expect("sc");
+        let attrs = field(sc, "attributes")
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .expect("a");
+        let mfa = field(attrs, "mfaauthenticated")
+            .as_any()
+            .downcast_ref::<StringArray>();
         assert_eq!(mfa.map(|m| m.value(0)), Some("true"));
         let res = batch
             .column_by_name("resources")
@@ -339,7 +347,10 @@ mod tests {
         assert_eq!(res.value_length(0), 2);
         let items = res.value(0);
         let items = items.as_any().downcast_ref::<StructArray>().expect("items");
-        let arn = field(items, "arn").as_any().downcast_ref::<StringArray>().expect("arn");
+        let arn = field(items, "arn")
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("arn");
         assert_eq!(arn.value(0), "arn:aws:s3:::b");
         assert!(arn.is_null(1));
         let tls = batch

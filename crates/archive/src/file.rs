@@ -115,7 +115,9 @@ impl ArchiveFile {
     /// Bytes held in memory (the Arrow batch and the row group not yet written).
     pub fn buffered_bytes(&self) -> usize {
         match self {
-            ArchiveFile::Parquet { writer, batch, .. } => 2 * batch.bytes() + writer.in_progress_size(),
+            ArchiveFile::Parquet { writer, batch, .. } => {
+                2 * batch.bytes() + writer.in_progress_size()
+            }
             ArchiveFile::NdjsonGz { .. } => 0,
         }
     }

@@ -27,5 +27,9 @@ pub async fn s3_client(
         endpoint_url: cfg.endpoint_url.clone(),
     })
     .await;
-    Some(trailhose_aws::S3Clients::new(sdk).client(cfg.region.as_deref(), None).await)
+    Some(
+        trailhose_aws::S3Clients::new(sdk)
+            .client(cfg.region.as_deref(), None)
+            .await,
+    )
 }

@@ -34,12 +34,19 @@ impl Partition {
         let dt = fields
             .event_time_ms
             .map_or_else(|| NULL_VALUE.to_owned(), date_of);
-        Partition { account, region, dt }
+        Partition {
+            account,
+            region,
+            dt,
+        }
     }
 
     /// The relative directory, `/`-separated.
     pub fn dir(&self) -> String {
-        format!("account={}/region={}/dt={}", self.account, self.region, self.dt)
+        format!(
+            "account={}/region={}/dt={}",
+            self.account, self.region, self.dt
+        )
     }
 }
 

@@ -31,16 +31,28 @@ pub struct Spec {
 }
 
 const fn t(name: &'static str) -> Spec {
-    Spec { name, kind: Kind::Text }
+    Spec {
+        name,
+        kind: Kind::Text,
+    }
 }
 const fn j(name: &'static str) -> Spec {
-    Spec { name, kind: Kind::Json }
+    Spec {
+        name,
+        kind: Kind::Json,
+    }
 }
 const fn s(name: &'static str, fields: &'static [Spec]) -> Spec {
-    Spec { name, kind: Kind::Struct(fields) }
+    Spec {
+        name,
+        kind: Kind::Struct(fields),
+    }
 }
 const fn l(name: &'static str, fields: &'static [Spec]) -> Spec {
-    Spec { name, kind: Kind::List(fields) }
+    Spec {
+        name,
+        kind: Kind::List(fields),
+    }
 }
 
 const ATTRIBUTES: &[Spec] = &[t("mfaauthenticated"), t("creationdate")];
@@ -70,7 +82,11 @@ const USER_IDENTITY: &[Spec] = &[
     s("sessioncontext", SESSION_CONTEXT),
 ];
 const RESOURCE: &[Spec] = &[t("arn"), t("accountid"), t("type")];
-const TLS_DETAILS: &[Spec] = &[t("tlsversion"), t("ciphersuite"), t("clientprovidedhostheader")];
+const TLS_DETAILS: &[Spec] = &[
+    t("tlsversion"),
+    t("ciphersuite"),
+    t("clientprovidedhostheader"),
+];
 
 /// The columns taken from the record's members, in table order.
 pub const RECORD: &[Spec] = &[
@@ -169,23 +185,43 @@ mod tests {
     fn athena_columns_present_with_types() {
         let schema = file_schema();
         for name in [
-            "eventversion", "eventtime", "eventsource", "eventname", "awsregion",
-            "sourceipaddress", "useragent", "errorcode", "errormessage", "requestparameters",
-            "responseelements", "additionaleventdata", "requestid", "eventid", "eventtype",
-            "apiversion", "readonly", "recipientaccountid", "serviceeventdetails",
-            "sharedeventid", "vpcendpointid",
+            "eventversion",
+            "eventtime",
+            "eventsource",
+            "eventname",
+            "awsregion",
+            "sourceipaddress",
+            "useragent",
+            "errorcode",
+            "errormessage",
+            "requestparameters",
+            "responseelements",
+            "additionaleventdata",
+            "requestid",
+            "eventid",
+            "eventtype",
+            "apiversion",
+            "readonly",
+            "recipientaccountid",
+            "serviceeventdetails",
+            "sharedeventid",
+            "vpcendpointid",
         ] {
             let f = schema.field_with_name(name).expect(name);
             assert_eq!(f.data_type(), &DataType::Utf8, "{name}");
         }
-        let ui = schema.field_with_name("useridentity").expect("useridentity");
+        let ui = schema
+            .field_with_name("useridentity")
+            .expect("useridentity");
         let DataType::Struct(children) = ui.data_type() else {
             panic!("useridentity is {:?}", ui.data_type())
         };
         assert!(children.find("username").is_some());
         assert!(children.find("sessioncontext").is_some());
         assert!(matches!(
-            schema.field_with_name("resources").map(|f| f.data_type().clone()),
+            schema
+                .field_with_name("resources")
+                .map(|f| f.data_type().clone()),
             Ok(DataType::List(_))
         ));
     }

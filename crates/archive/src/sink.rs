@@ -292,7 +292,8 @@ impl Sink for ArchiveSink {
             let handle = tokio::runtime::Handle::current();
             let joined = tokio::task::spawn_blocking(move || {
                 let live = register_sink_counters(&this.cfg.name);
-                let tick = Duration::from_secs(this.cfg.max_file_seconds).min(Duration::from_millis(500));
+                let tick =
+                    Duration::from_secs(this.cfg.max_file_seconds).min(Duration::from_millis(500));
                 let mut st = State {
                     report: SinkReport {
                         name: this.cfg.name.clone(),

@@ -77,9 +77,7 @@ impl Store {
                 }
                 Ok(())
             }
-            Store::S3 {
-                prefix, handle, ..
-            } => {
+            Store::S3 { prefix, handle, .. } => {
                 let key = key_of(prefix, rel);
                 let result = handle.block_on(self.upload(staged, &key));
                 // The staged copy is no longer needed either way: on failure the records are
@@ -142,7 +140,9 @@ impl Store {
             .upload_id()
             .ok_or_else(|| format!("CreateMultipartUpload {dest}: no UploadId in the answer"))?
             .to_owned();
-        let parts = self.upload_parts(staged, key, &upload_id, *part_bytes).await;
+        let parts = self
+            .upload_parts(staged, key, &upload_id, *part_bytes)
+            .await;
         let completed = match parts {
             Ok(parts) => client
                 .complete_multipart_upload()
@@ -156,21 +156,62 @@ impl Store {
                 )
                 .send()
                 .await
-                .map(|_| ())
-                .map_err(|e| format!("CompleteMultipartUpload {dest}: {}", aws_error(&e))),
-            Err(e) => Err(e),
+                .map(|_| ()),
+            Err(e) => return self.abort(key, &upload_id, Err(e)).await,
         };
-        if completed.is_err() {
-            // Do not leave billable orphan parts behind.
+        let completed = match completed {
+            Ok(()) => Ok(()),
+            // A 200 whose body the SDK cannot read (moto answers with another XML root than
+            // S3's): the object counts as written only if it is there with our size.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 200) => {
+                self.verify_size(key, size, &dest, &aws_error(&e)).await
+            }
+            Err(e) => Err(format!("CompleteMultipartUpload {dest}: {}", aws_error(&e))),
+        };
+        self.abort(key, &upload_id, completed).await
+    }
+
+    /// Aborts the upload when `result` is a failure, so no billable orphan parts stay behind.
+    async fn abort(
+        &self,
+        key: &str,
+        upload_id: &str,
+        result: Result<(), String>,
+    ) -> Result<(), String> {
+        if let (Err(_), Store::S3 { client, bucket, .. }) = (&result, self) {
             let _ = client
                 .abort_multipart_upload()
                 .bucket(bucket)
                 .key(key)
-                .upload_id(&upload_id)
+                .upload_id(upload_id)
                 .send()
                 .await;
         }
-        completed
+        result
+    }
+
+    async fn verify_size(&self, key: &str, size: u64, dest: &str, why: &str) -> Result<(), String> {
+        let Store::S3 { client, bucket, .. } = self else {
+            return Err("not an S3 store".into());
+        };
+        let head = client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "CompleteMultipartUpload {dest}: {why}; HeadObject: {}",
+                    aws_error(&e)
+                )
+            })?;
+        match head.content_length() {
+            Some(n) if n >= 0 && n as u64 == size => Ok(()),
+            other => Err(format!(
+                "CompleteMultipartUpload {dest}: {why}; the object has {other:?} bytes, expected {size}"
+            )),
+        }
     }
 
     /// Uploads the file in parts, one part in memory at a time.
@@ -206,7 +247,12 @@ impl Store {
                 .body(ByteStream::from(buf))
                 .send()
                 .await
-                .map_err(|e| format!("UploadPart {number} of s3://{bucket}/{key}: {}", aws_error(&e)))?;
+                .map_err(|e| {
+                    format!(
+                        "UploadPart {number} of s3://{bucket}/{key}: {}",
+                        aws_error(&e)
+                    )
+                })?;
             parts.push(
                 CompletedPart::builder()
                     .part_number(number)

@@ -87,10 +87,11 @@ fn archived(root: &Path) -> BTreeMap<String, String> {
             .and_then(|p| p.strip_prefix(root).ok())
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).expect("open"))
-            .expect("a complete parquet file")
-            .build()
-            .expect("reader");
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).expect("open"))
+                .expect("a complete parquet file")
+                .build()
+                .expect("reader");
         for batch in reader {
             let batch = batch.expect("batch");
             let col = batch.column_by_name("eventid").expect("eventid");
@@ -117,7 +118,13 @@ async fn acknowledges_only_committed_records_partitioned_by_account_and_day() {
 
     // Three partitions (two accounts, two days) through a sink that keeps at most two open.
     let records: Vec<Vec<u8>> = (0..300)
-        .map(|i| record(i, ["111111111111", "222222222222"][i % 2], 1 + (i % 3 == 0) as u32))
+        .map(|i| {
+            record(
+                i,
+                ["111111111111", "222222222222"][i % 2],
+                1 + (i % 3 == 0) as u32,
+            )
+        })
         .collect();
     let (d, mut outcome) = delivery(&records);
     tx.send(d).await.expect("send");
@@ -145,7 +152,10 @@ async fn acknowledges_only_committed_records_partitioned_by_account_and_day() {
     drop(tx);
     let report = task.await.expect("sink task");
     assert_eq!(report.records, 300);
-    assert!(report.batches >= 4, "max_open_files = 2 forces early commits: {report:?}");
+    assert!(
+        report.batches >= 4,
+        "max_open_files = 2 forces early commits: {report:?}"
+    );
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
 
@@ -163,7 +173,10 @@ async fn closing_the_input_commits_everything() {
     tx.send(d).await.expect("send");
     drop(tx);
     let report = task.await.expect("sink task");
-    assert_eq!(outcome.await.ok(), Some(ObjectOutcome::Delivered { dead_lettered: 0 }));
+    assert_eq!(
+        outcome.await.ok(),
+        Some(ObjectOutcome::Delivered { dead_lettered: 0 })
+    );
     assert_eq!(report.records, 50);
     let files = parquet_files(&root);
     assert_eq!(files.len(), 1, "{files:?}");
@@ -176,7 +189,11 @@ async fn closing_the_input_commits_everything() {
     .expect("gzip");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 50);
-    assert_eq!(lines[7].as_bytes(), &records[7][..], "original bytes, one per line");
+    assert_eq!(
+        lines[7].as_bytes(),
+        &records[7][..],
+        "original bytes, one per line"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,7 +77,8 @@ pub fn query(args: &QueryArgs) -> Result<ExitCode> {
             .await
             .context("query failed")
     })?;
-    let text = trailhose_query::output::render(&batches, args.format).map_err(anyhow::Error::msg)?;
+    let text =
+        trailhose_query::output::render(&batches, args.format).map_err(anyhow::Error::msg)?;
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -131,10 +132,11 @@ pub fn demo_steps(archive: &std::path::Path, ndjson_dir: &std::path::Path) -> Re
     let mut admin_times = Vec::new();
     let mut logins = 0usize;
     for f in trailhose_pipeline::dir_source::list_files(ndjson_dir)? {
-        let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
         for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("{}: not JSON", f.display()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(line).with_context(|| format!("{}: not JSON", f.display()))?;
             if v["userIdentity"]["userName"] == "admin_user" {
                 admin_times.push(v["eventTime"].as_str().unwrap_or_default().to_owned());
             }
@@ -146,18 +148,25 @@ pub fn demo_steps(archive: &std::path::Path, ndjson_dir: &std::path::Path) -> Re
     admin_times.sort_unstable_by(|a, b| b.cmp(a));
     admin_times.truncate(10);
 
-    println!("7. SQL over the archive ({}), as with Athena:", archive.display());
+    println!(
+        "7. SQL over the archive ({}), as with Athena:",
+        archive.display()
+    );
     println!("   {BRIEF_QUERY}");
     let rt = crate::runtime()?;
     let batches = rt.block_on(async {
         let ctx = open(&a).await?;
-        trailhose_query::sql(&ctx, BRIEF_QUERY).await.context("query failed")
+        trailhose_query::sql(&ctx, BRIEF_QUERY)
+            .await
+            .context("query failed")
     })?;
-    let table = trailhose_query::output::render(&batches, Format::Table).map_err(anyhow::Error::msg)?;
+    let table =
+        trailhose_query::output::render(&batches, Format::Table).map_err(anyhow::Error::msg)?;
     for line in table.lines() {
         println!("   {line}");
     }
-    let json = trailhose_query::output::render(&batches, Format::Json).map_err(anyhow::Error::msg)?;
+    let json =
+        trailhose_query::output::render(&batches, Format::Json).map_err(anyhow::Error::msg)?;
     let rows: Vec<serde_json::Value> = serde_json::from_str(&json)?;
     let got: Vec<String> = rows
         .iter()
@@ -166,7 +175,10 @@ pub fn demo_steps(archive: &std::path::Path, ndjson_dir: &std::path::Path) -> Re
     if got != admin_times {
         anyhow::bail!("the archive answered {got:?}, the NDJSON output says {admin_times:?}");
     }
-    println!("   ok: the same {} rows as filtering the NDJSON output by hand", got.len());
+    println!(
+        "   ok: the same {} rows as filtering the NDJSON output by hand",
+        got.len()
+    );
 
     let req = lookup::Request {
         attributes: lookup::parse_attributes("AttributeKey=EventName,AttributeValue=ConsoleLogin")

@@ -103,45 +103,70 @@ impl ArchiveSinkConfig {
         let mut p = Vec::new();
         let at = format!("sinks.{}", self.name);
         if self.location.trim().is_empty() {
-            p.push(format!("{at}: location is empty (a directory or s3://bucket/prefix)"));
+            p.push(format!(
+                "{at}: location is empty (a directory or s3://bucket/prefix)"
+            ));
         }
         if self.is_s3() {
             let rest = &self.location["s3://".len()..];
             if rest.split('/').next().unwrap_or("").is_empty() {
-                p.push(format!("{at}: location `{}` names no bucket", self.location));
+                p.push(format!(
+                    "{at}: location `{}` names no bucket",
+                    self.location
+                ));
             }
             // S3 parts: at least 5 MiB (but the last), at most 10,000 of them.
             if self.part_bytes < 5 << 20 {
-                p.push(format!("{at}: part_bytes = {} is below S3's 5 MiB minimum", self.part_bytes));
+                p.push(format!(
+                    "{at}: part_bytes = {} is below S3's 5 MiB minimum",
+                    self.part_bytes
+                ));
             }
             if self.multipart_threshold_bytes < self.part_bytes {
-                p.push(format!("{at}: multipart_threshold_bytes must be ≥ part_bytes"));
+                p.push(format!(
+                    "{at}: multipart_threshold_bytes must be ≥ part_bytes"
+                ));
             }
         } else if self.sse.is_some() || self.kms_key_id.is_some() {
-            p.push(format!("{at}: sse/kms_key_id apply to s3:// locations only"));
+            p.push(format!(
+                "{at}: sse/kms_key_id apply to s3:// locations only"
+            ));
         }
         if let Some(s) = &self.sse {
             if s != "aws:kms" && s != "AES256" {
-                p.push(format!("{at}: sse = `{s}`: expected \"aws:kms\" or \"AES256\""));
+                p.push(format!(
+                    "{at}: sse = `{s}`: expected \"aws:kms\" or \"AES256\""
+                ));
             }
         }
         if self.kms_key_id.is_some() && self.sse.as_deref() != Some("aws:kms") {
             p.push(format!("{at}: kms_key_id needs sse = \"aws:kms\""));
         }
         if self.max_file_bytes < 1024 {
-            p.push(format!("{at}: max_file_bytes = {} is below 1024", self.max_file_bytes));
+            p.push(format!(
+                "{at}: max_file_bytes = {} is below 1024",
+                self.max_file_bytes
+            ));
         }
         if self.max_file_seconds == 0 {
             p.push(format!("{at}: max_file_seconds must be at least 1"));
         }
         if self.max_open_files == 0 || self.max_open_files > 4096 {
-            p.push(format!("{at}: max_open_files = {} must be 1..=4096", self.max_open_files));
+            p.push(format!(
+                "{at}: max_open_files = {} must be 1..=4096",
+                self.max_open_files
+            ));
         }
         if self.row_group_bytes < 64 << 10 {
-            p.push(format!("{at}: row_group_bytes = {} is below 64 KiB", self.row_group_bytes));
+            p.push(format!(
+                "{at}: row_group_bytes = {} is below 64 KiB",
+                self.row_group_bytes
+            ));
         }
         if self.format == ArchiveFormat::NdjsonGz && self.compression != ParquetCompression::Zstd {
-            p.push(format!("{at}: compression applies to format = \"parquet\" only"));
+            p.push(format!(
+                "{at}: compression applies to format = \"parquet\" only"
+            ));
         }
         p
     }

@@ -27,16 +27,18 @@ pub fn parse(path: &str) -> Result<Vec<Step>, String> {
                     end += 1;
                 }
                 if end == start {
-                    return Err(format!("JSON path `{path}`: empty name at column {}", start + 1));
+                    return Err(format!(
+                        "JSON path `{path}`: empty name at column {}",
+                        start + 1
+                    ));
                 }
                 steps.push(Step::Key(rest[start..end].to_owned()));
                 i = end;
             }
             b'[' => {
-                let close = rest[i..]
-                    .find(']')
-                    .map(|c| c + i)
-                    .ok_or_else(|| format!("JSON path `{path}`: unclosed `[` at column {}", i + 2))?;
+                let close = rest[i..].find(']').map(|c| c + i).ok_or_else(|| {
+                    format!("JSON path `{path}`: unclosed `[` at column {}", i + 2)
+                })?;
                 let inner = rest[i + 1..close].trim();
                 let quoted = inner.len() >= 2
                     && ((inner.starts_with('"') && inner.ends_with('"'))
@@ -45,7 +47,9 @@ pub fn parse(path: &str) -> Result<Vec<Step>, String> {
                     steps.push(Step::Key(inner[1..inner.len() - 1].to_owned()));
                 } else {
                     let n = inner.parse::<usize>().map_err(|_| {
-                        format!("JSON path `{path}`: `[{inner}]` is neither an index nor a quoted name")
+                        format!(
+                            "JSON path `{path}`: `[{inner}]` is neither an index nor a quoted name"
+                        )
                     })?;
                     steps.push(Step::Index(n));
                 }
@@ -95,7 +99,8 @@ pub fn extract(json: &str, steps: &[Step]) -> Option<String> {
 mod tests {
     use super::*;
 
-    const DOC: &str = r#"{"bucketName":"b","n":3,"ok":true,"tags":[{"k":"x"},{"k":"y"}],"a b":{"c":null}}"#;
+    const DOC: &str =
+        r#"{"bucketName":"b","n":3,"ok":true,"tags":[{"k":"x"},{"k":"y"}],"a b":{"c":null}}"#;
 
     fn scalar(path: &str) -> Option<String> {
         extract_scalar(DOC, &parse(path).expect(path))
@@ -118,12 +123,17 @@ mod tests {
     fn json_values() {
         let p = parse("$.tags[0]").expect("path");
         assert_eq!(extract(DOC, &p).as_deref(), Some(r#"{"k":"x"}"#));
-        assert_eq!(extract(DOC, &parse("$").expect("root")).map(|s| s.len()), Some(DOC.len()));
+        assert_eq!(
+            extract(DOC, &parse("$").expect("root")).map(|s| s.len()),
+            Some(DOC.len())
+        );
     }
 
     #[test]
     fn bad_paths_say_where() {
-        assert!(parse("bucketName").unwrap_err().contains("must start with `$`"));
+        assert!(parse("bucketName")
+            .unwrap_err()
+            .contains("must start with `$`"));
         assert!(parse("$.a[").unwrap_err().contains("unclosed"));
         assert!(parse("$.a[x]").unwrap_err().contains("neither an index"));
         assert!(parse("$..a").unwrap_err().contains("empty name"));

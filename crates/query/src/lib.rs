@@ -47,7 +47,10 @@ pub async fn open(
         .with_information_schema(true)
         // Keep plain Utf8 (the archive's type) rather than view types: simpler for UDFs and
         // output, and the archive's strings are short.
-        .set_bool("datafusion.execution.parquet.schema_force_view_types", false)
+        .set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        )
         .set_bool("datafusion.execution.parquet.pushdown_filters", true);
     let ctx = SessionContext::new_with_config(config);
     udf::register(&ctx);

@@ -148,11 +148,17 @@ pub fn to_sql(req: &Request) -> String {
     let mut conds: Vec<String> = req.attributes.iter().map(condition).collect();
     if let Some(s) = req.start_ms {
         conds.push(format!("eventtimestamp >= {}", timestamp_literal(s)));
-        conds.push(format!("dt >= '{}'", trailhose_archive::partition::date_of(s)));
+        conds.push(format!(
+            "dt >= '{}'",
+            trailhose_archive::partition::date_of(s)
+        ));
     }
     if let Some(e) = req.end_ms {
         conds.push(format!("eventtimestamp <= {}", timestamp_literal(e)));
-        conds.push(format!("dt <= '{}'", trailhose_archive::partition::date_of(e)));
+        conds.push(format!(
+            "dt <= '{}'",
+            trailhose_archive::partition::date_of(e)
+        ));
     }
     let mut sql = format!(
         "SELECT eventid, eventname, readonly, useridentity.accesskeyid AS accesskeyid, \
@@ -296,7 +302,9 @@ mod tests {
         assert!(parse_attributes("AttributeKey=Nope,AttributeValue=x")
             .unwrap_err()
             .contains("unknown AttributeKey `Nope`"));
-        assert!(parse_attributes("EventName=x").unwrap_err().contains("expected"));
+        assert!(parse_attributes("EventName=x")
+            .unwrap_err()
+            .contains("expected"));
         assert!(parse_attributes(r#"{"AttributeKey":"EventName"}"#).is_err());
     }
 
@@ -313,8 +321,14 @@ mod tests {
         };
         let sql = to_sql(&req);
         assert!(sql.contains("eventname = 'O''Brien'"), "{sql}");
-        assert!(sql.contains("eventtimestamp >= TIMESTAMP '2024-01-15T10:00:00.123Z'"), "{sql}");
-        assert!(sql.contains("dt >= '2024-01-15'") && sql.contains("dt <= '2024-01-16'"), "{sql}");
+        assert!(
+            sql.contains("eventtimestamp >= TIMESTAMP '2024-01-15T10:00:00.123Z'"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("dt >= '2024-01-15'") && sql.contains("dt <= '2024-01-16'"),
+            "{sql}"
+        );
         assert!(sql.ends_with("LIMIT 5"), "{sql}");
     }
 

@@ -43,7 +43,9 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, String>
         Format::Csv => {
             let mut out = Vec::new();
             {
-                let mut w = arrow_csv::WriterBuilder::new().with_header(true).build(&mut out);
+                let mut w = arrow_csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out);
                 for b in batches {
                     w.write(b).map_err(|e| e.to_string())?;
                 }

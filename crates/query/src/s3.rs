@@ -56,7 +56,9 @@ where
 {
     let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
     let msg = DisplayErrorContext(&e).to_string();
-    if matches!(code, "NoSuchKey" | "NotFound") || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) {
+    if matches!(code, "NoSuchKey" | "NotFound")
+        || e.raw_response().is_some_and(|r| r.status().as_u16() == 404)
+    {
         object_store::Error::NotFound {
             path: path.to_string(),
             source: msg.into(),
@@ -84,13 +86,22 @@ fn parse_content_range(s: &str) -> Option<(std::ops::Range<u64>, u64)> {
     let rest = s.strip_prefix("bytes ")?;
     let (span, total) = rest.split_once('/')?;
     let (a, b) = span.split_once('-')?;
-    let (a, b, total) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?, total.parse().ok()?);
+    let (a, b, total) = (
+        a.parse::<u64>().ok()?,
+        b.parse::<u64>().ok()?,
+        total.parse().ok()?,
+    );
     Some((a..b + 1, total))
 }
 
 #[async_trait]
 impl ObjectStore for SdkObjectStore {
-    async fn put_opts(&self, _: &Path, _: PutPayload, _: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        _: &Path,
+        _: PutPayload,
+        _: PutOptions,
+    ) -> object_store::Result<PutResult> {
         Err(read_only("put"))
     }
 
@@ -102,7 +113,11 @@ impl ObjectStore for SdkObjectStore {
         Err(read_only("put_multipart"))
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         let key = location.as_ref();
         if options.head {
             let h = self
@@ -186,8 +201,12 @@ impl ObjectStore for SdkObjectStore {
             match pages.next().await {
                 None => None,
                 Some(Ok(page)) => {
-                    let metas: Vec<object_store::Result<ObjectMeta>> =
-                        page.contents().iter().filter_map(object_meta).map(Ok).collect();
+                    let metas: Vec<object_store::Result<ObjectMeta>> = page
+                        .contents()
+                        .iter()
+                        .filter_map(object_meta)
+                        .map(Ok)
+                        .collect();
                     Some((stream::iter(metas), Some(pages)))
                 }
                 Some(Err(e)) => Some((
@@ -218,10 +237,14 @@ impl ObjectStore for SdkObjectStore {
             let page = page.map_err(|e| generic(DisplayErrorContext(&e).to_string()))?;
             for p in page.common_prefixes() {
                 if let Some(p) = p.prefix() {
-                    result.common_prefixes.push(Path::from(p.trim_end_matches('/')));
+                    result
+                        .common_prefixes
+                        .push(Path::from(p.trim_end_matches('/')));
                 }
             }
-            result.objects.extend(page.contents().iter().filter_map(object_meta));
+            result
+                .objects
+                .extend(page.contents().iter().filter_map(object_meta));
         }
         Ok(result)
     }

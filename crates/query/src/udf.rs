@@ -32,7 +32,12 @@ pub fn register(ctx: &SessionContext) {
     }));
     // Athena's name for parsing eventtime; DataFusion's to_timestamp reads RFC 3339.
     let to_ts = datafusion::functions::datetime::to_timestamp(ctx.state().config_options());
-    ctx.register_udf(to_ts.as_ref().clone().with_aliases(["from_iso8601_timestamp"]));
+    ctx.register_udf(
+        to_ts
+            .as_ref()
+            .clone()
+            .with_aliases(["from_iso8601_timestamp"]),
+    );
 }
 
 /// Arguments as Utf8 arrays of the batch's length (scalars broadcast).
@@ -83,7 +88,8 @@ impl ScalarUDFImpl for JsonExtract {
             }
             let p = path.value(i);
             if cached.as_ref().is_none_or(|(s, _)| s != p) {
-                let steps = jsonpath::parse(p).map_err(datafusion::error::DataFusionError::Execution)?;
+                let steps =
+                    jsonpath::parse(p).map_err(datafusion::error::DataFusionError::Execution)?;
                 cached = Some((p.to_owned(), steps));
             }
             let steps = cached.as_ref().map(|(_, s)| s.as_slice()).unwrap_or(&[]);
@@ -118,20 +124,29 @@ impl ScalarUDFImpl for ResourcesContain {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
-        let field = match args.args.get(1) {
-            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(f)))) => f.to_ascii_lowercase(),
-            _ => return exec_err!("resources_contain(resources, field, value): field must be a string literal"),
-        };
-        let value = match args.args.get(2) {
-            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(v)))) => v.clone(),
-            _ => return exec_err!("resources_contain(resources, field, value): value must be a string literal"),
-        };
+        let field =
+            match args.args.get(1) {
+                Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(f)))) => f.to_ascii_lowercase(),
+                _ => return exec_err!(
+                    "resources_contain(resources, field, value): field must be a string literal"
+                ),
+            };
+        let value =
+            match args.args.get(2) {
+                Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(v)))) => v.clone(),
+                _ => return exec_err!(
+                    "resources_contain(resources, field, value): value must be a string literal"
+                ),
+            };
         let Some(list) = args.args.first() else {
             return exec_err!("resources_contain takes (resources, field, value)");
         };
         let list = list.to_array(n)?;
         let Some(list) = list.as_list_opt::<i32>() else {
-            return exec_err!("resources_contain: first argument is {}, not a list", list.data_type());
+            return exec_err!(
+                "resources_contain: first argument is {}, not a list",
+                list.data_type()
+            );
         };
         let mut out = BooleanBuilder::with_capacity(n);
         for i in 0..list.len() {
