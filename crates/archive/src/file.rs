@@ -20,7 +20,7 @@ const BATCH_ROWS: usize = 8192;
 
 pub enum ArchiveFile {
     Parquet {
-        writer: ArrowWriter<BufWriter<File>>,
+        writer: Box<ArrowWriter<BufWriter<File>>>,
         batch: BatchBuilder,
         batch_bytes: usize,
     },
@@ -79,7 +79,11 @@ impl ArchiveFile {
             ArchiveFormat::Parquet => {
                 let props = writer_properties(compression, row_group_bytes);
                 ArchiveFile::Parquet {
-                    writer: ArrowWriter::try_new(file, crate::schema::file_schema(), Some(props))?,
+                    writer: Box::new(ArrowWriter::try_new(
+                        file,
+                        crate::schema::file_schema(),
+                        Some(props),
+                    )?),
                     batch: BatchBuilder::new(),
                     batch_bytes: (row_group_bytes / 4).max(64 << 10),
                 }
@@ -133,7 +137,7 @@ impl ArchiveFile {
                 if batch.rows() > 0 {
                     writer.write(&batch.finish()?)?;
                 }
-                writer.into_inner()?
+                (*writer).into_inner()?
             }
             ArchiveFile::NdjsonGz { out, .. } => out.finish()?,
         };

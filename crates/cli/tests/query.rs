@@ -333,6 +333,8 @@ fn ids(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
+type Matcher<'a> = Box<dyn Fn(&Value) -> bool + 'a>;
+
 #[test]
 fn lookup_equals_filtering_by_hand_for_every_attribute_key() {
     let recs = &fixture().records;
@@ -344,7 +346,7 @@ fn lookup_equals_filtering_by_hand_for_every_attribute_key() {
         .iter()
         .find(|r| r["userIdentity"]["accessKeyId"].is_string())
         .expect("a record with an access key");
-    let cases: Vec<(&str, String, Box<dyn Fn(&Value) -> bool>)> = vec![
+    let cases: Vec<(&str, String, Matcher)> = vec![
         (
             "EventId",
             recs[17]["eventID"].as_str().unwrap_or("").to_owned(),

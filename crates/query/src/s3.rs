@@ -6,7 +6,6 @@
 
 use async_trait::async_trait;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use datafusion::object_store::path::Path;
 use datafusion::object_store::{
@@ -173,7 +172,7 @@ impl ObjectStore for SdkObjectStore {
             }
         });
         Ok(GetResult {
-            payload: GetResultPayload::Stream(chunks.map(|r| r.map(Bytes::from)).boxed()),
+            payload: GetResultPayload::Stream(chunks.boxed()),
             meta,
             range,
             attributes: Default::default(),

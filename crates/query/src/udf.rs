@@ -124,20 +124,22 @@ impl ScalarUDFImpl for ResourcesContain {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let n = args.number_rows;
-        let field =
-            match args.args.get(1) {
-                Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(f)))) => f.to_ascii_lowercase(),
-                _ => return exec_err!(
+        let field = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(f)))) => f.to_ascii_lowercase(),
+            _ => {
+                return exec_err!(
                     "resources_contain(resources, field, value): field must be a string literal"
-                ),
-            };
-        let value =
-            match args.args.get(2) {
-                Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(v)))) => v.clone(),
-                _ => return exec_err!(
+                )
+            }
+        };
+        let value = match args.args.get(2) {
+            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(v)))) => v.clone(),
+            _ => {
+                return exec_err!(
                     "resources_contain(resources, field, value): value must be a string literal"
-                ),
-            };
+                )
+            }
+        };
         let Some(list) = args.args.first() else {
             return exec_err!("resources_contain takes (resources, field, value)");
         };
