@@ -16,6 +16,8 @@ pub struct RunReport {
     pub sinks: Vec<SinkReport>,
     pub by_key: std::collections::BTreeMap<(String, String, String), u64>,
     pub unrouted: u64,
+    /// Records a named filter (drop rule) kept from a sink, by rule name.
+    pub dropped_by_rule: std::collections::BTreeMap<String, u64>,
     pub dead_letters: u64,
     pub dead_letter_path: std::path::PathBuf,
     pub elapsed: Duration,
@@ -218,6 +220,7 @@ fn mirror_sinks_and_detection(r: &trailhose_ops::Registry) {
 pub async fn run_config(cfg: &Config) -> Result<RunReport> {
     let started = Instant::now();
     let mut pipeline = Pipeline::start(build_sinks(cfg).await?, cfg.pipeline.channel_capacity);
+    let stats = pipeline.stats.clone();
     let dlq = Arc::new(DeadLetterFile::new(&cfg.dead_letter.path));
     let (ops, _otel) = start_ops(cfg, &pipeline).await?;
     let source = match &cfg.source {
@@ -245,19 +248,20 @@ pub async fn run_config(cfg: &Config) -> Result<RunReport> {
                 sinks: w.sinks,
                 by_key: w.by_key,
                 unrouted: w.unrouted,
+                dropped_by_rule: stats.snapshot_dropped_by_rule(),
                 dead_letters: dlq.count(),
                 dead_letter_path: cfg.dead_letter.path.clone(),
                 elapsed: started.elapsed(),
             });
         }
     };
-    let stats = pipeline.stats.clone();
     let sinks = pipeline.shutdown().await;
     Ok(RunReport {
         source,
         sinks,
         by_key: stats.snapshot_by_key(),
         unrouted: stats.unrouted.load(std::sync::atomic::Ordering::Relaxed),
+        dropped_by_rule: stats.snapshot_dropped_by_rule(),
         dead_letters: dlq.count(),
         dead_letter_path: cfg.dead_letter.path.clone(),
         elapsed: started.elapsed(),
@@ -304,6 +308,9 @@ pub fn print_report(r: &RunReport) {
             "records matched by no sink filter (dropped by routing): {}",
             r.unrouted
         );
+    }
+    for (rule, n) in &r.dropped_by_rule {
+        eprintln!("records dropped by rule {rule}: {n}");
     }
     if !r.by_key.is_empty() {
         eprintln!("events by account / region / category:");

@@ -304,3 +304,36 @@ fn log_level_comes_from_the_config_unless_the_environment_sets_it() {
         .env("TRAILHOSE_LOG", "error"));
     assert!(!String::from_utf8_lossy(&env_wins.stderr).contains("ops listener"));
 }
+
+#[test]
+fn run_reports_what_each_named_drop_rule_kept_from_its_sink() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sample = dir.path().join("sample");
+    let files = generate(&sample, 1500);
+    let total: usize = files.iter().map(|f| records_of(&gunzip(f)).len()).sum();
+    let out_dir = dir.path().join("out");
+    let cfg = dir.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[source]\ntype = \"dir\"\npath = {:?}\n[dead_letter]\npath = {:?}\n[[sinks]]\ntype = \"ndjson\"\nname = \"writes\"\ndir = {:?}\n[sinks.filter]\nname = \"drop-read-only\"\nread_only = false\n",
+            sample.display().to_string(),
+            out_dir.join("dlq.ndjson").display().to_string(),
+            out_dir.join("writes").display().to_string(),
+        ),
+    )
+    .expect("write config");
+    let out = run(bin().arg("run").arg("--config").arg(&cfg));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let kept: usize = std::fs::read_dir(out_dir.join("writes"))
+        .expect("output dir")
+        .flatten()
+        .map(|f| std::fs::read(f.path()).expect("read").split(|b| *b == b'\n').filter(|l| !l.is_empty()).count())
+        .sum();
+    assert!(kept > 0 && kept < total, "{kept} of {total}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("records dropped by rule drop-read-only: {}", total - kept)),
+        "{stderr}"
+    );
+}

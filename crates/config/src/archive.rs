@@ -39,7 +39,7 @@ pub struct ArchiveSinkConfig {
     #[serde(default = "default_max_file_bytes")]
     pub max_file_bytes: u64,
     /// Roll a file this long after its first record, even if small. This is also the longest a
-    /// record waits for its acknowledgement, so the SQS worker's `max_objects_in_flight` must
+    /// record waits for its acknowledgement, so the SQS worker's `max_messages_in_flight` must
     /// cover what arrives in this time.
     #[serde(default = "default_max_file_seconds")]
     pub max_file_seconds: u64,

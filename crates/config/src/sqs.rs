@@ -37,9 +37,15 @@ pub struct SqsSourceConfig {
     /// 0 = leave the current timeout to run out.
     #[serde(default = "d_retry_visibility")]
     pub retry_visibility_seconds: u32,
-    /// Objects read at once (also bounds messages held in flight).
+    /// Objects read at once (also bounds messages held in flight unless
+    /// `max_messages_in_flight` is set).
     #[serde(default = "d_in_flight")]
     pub max_objects_in_flight: usize,
+    /// Messages held until their objects are acknowledged; 0 = `max_objects_in_flight`. Raise
+    /// it for sinks that acknowledge late (the archive: up to `max_file_seconds`): a waiting
+    /// message costs a heartbeat, not memory.
+    #[serde(default)]
+    pub max_messages_in_flight: usize,
     /// Poison guard: a message received this many times that still fails is dead-lettered.
     #[serde(default = "d_max_receive")]
     pub max_receive_count: u32,
@@ -245,6 +251,12 @@ impl SqsSourceConfig {
             p.push(format!(
                 "source.retry_visibility_seconds = {} must be 0..=43200",
                 self.retry_visibility_seconds
+            ));
+        }
+        if self.max_messages_in_flight > 100_000 {
+            p.push(format!(
+                "source.max_messages_in_flight = {} must be at most 100000",
+                self.max_messages_in_flight
             ));
         }
         if self.max_objects_in_flight == 0 || self.max_objects_in_flight > 1024 {

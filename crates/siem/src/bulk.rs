@@ -173,7 +173,7 @@ impl Transport for BulkTransport {
             };
             match resp.status.as_u16() {
                 200 => {}
-                429 | 503 => return Err(Verdict::throttled(what())),
+                429 | 503 => return Err(Verdict::throttled_after(what(), resp.retry_after())),
                 401 | 403 | 404 | 405 => return Err(Verdict::Fail { reason: what() }),
                 400 | 413 => return Err(Verdict::Split { reason: what() }),
                 s if s >= 500 || s == 408 => return Err(Verdict::retry(what())),

@@ -38,6 +38,8 @@ pub enum Verdict {
     Retry {
         reason: String,
         throttled: bool,
+        /// The destination's `Retry-After`: the next attempt waits at least this long.
+        after: Option<Duration>,
     },
     /// Permanently refused: goes to the dead-letter file.
     Reject {
@@ -60,16 +62,26 @@ impl Verdict {
         Verdict::Retry {
             reason: reason.into(),
             throttled: false,
+            after: None,
         }
     }
 
     pub fn throttled(reason: impl Into<String>) -> Verdict {
+        Self::throttled_after(reason, None)
+    }
+
+    /// Throttled, with the destination's `Retry-After` when it sent one.
+    pub fn throttled_after(reason: impl Into<String>, after: Option<Duration>) -> Verdict {
         Verdict::Retry {
             reason: reason.into(),
             throttled: true,
+            after,
         }
     }
 }
+
+/// The longest a `Retry-After` from a destination is honoured.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 pub type SendResult = Result<Vec<Verdict>, Verdict>;
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = SendResult> + Send + 'a>>;
@@ -542,20 +554,24 @@ async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {
     let c = &shared.counters;
     let cfg = &shared.delivery;
     let mut finals: Vec<Option<Final>> = docs.iter().map(|_| None).collect();
-    // Work items: (document indices, attempt). Splits keep their attempt count.
-    let mut work: Vec<(Vec<usize>, u32)> = vec![((0..docs.len()).collect(), 0)];
-    while let Some((idx, attempt)) = work.pop() {
+    // Work items: (document indices, attempt, the destination's Retry-After). Splits keep
+    // their attempt count.
+    let mut work: Vec<(Vec<usize>, u32, Option<Duration>)> =
+        vec![((0..docs.len()).collect(), 0, None)];
+    while let Some((idx, attempt, retry_after)) = work.pop() {
         if idx.is_empty() {
             continue;
         }
         if attempt > 0 {
-            tokio::time::sleep(backoff(
+            let ours = backoff(
                 attempt - 1,
                 Duration::from_millis(cfg.backoff_ms.max(1)),
                 Duration::from_millis(cfg.max_backoff_ms.max(cfg.backoff_ms.max(1))),
                 rand::random(),
-            ))
-            .await;
+            );
+            // Honour the destination's hint, but never wait unboundedly on it.
+            let theirs = retry_after.unwrap_or_default().min(MAX_RETRY_AFTER);
+            tokio::time::sleep(ours.max(theirs)).await;
         }
         let refs: Vec<&Doc> = idx.iter().filter_map(|&i| docs.get(i)).collect();
         let bytes: usize = refs.iter().map(|d| d.body.len()).sum();
@@ -579,6 +595,7 @@ async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {
         let mut split = Vec::new();
         let mut last_retry_reason = String::new();
         let mut throttled = false;
+        let mut wait_hint: Option<Duration> = None;
         for (&i, v) in idx.iter().zip(verdicts) {
             match v {
                 Verdict::Accepted => finals[i] = Some(Final::Accepted),
@@ -588,8 +605,10 @@ async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {
                 Verdict::Retry {
                     reason,
                     throttled: t,
+                    after,
                 } => {
                     throttled |= t;
+                    wait_hint = wait_hint.max(after);
                     last_retry_reason = reason;
                     retry.push(i);
                 }
@@ -611,8 +630,8 @@ async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {
                 .map(|(i, _)| i)
                 .collect();
             let left: Vec<usize> = split.into_iter().map(|(i, _)| i).collect();
-            work.push((right, attempt));
-            work.push((left, attempt));
+            work.push((right, attempt, None));
+            work.push((left, attempt, None));
         }
         if !retry.is_empty() {
             if attempt + 1 >= cfg.max_attempts.max(1) {
@@ -627,7 +646,7 @@ async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {
                 }
             } else {
                 c.retries.fetch_add(1, Ordering::Relaxed);
-                work.push((retry, attempt + 1));
+                work.push((retry, attempt + 1, wait_hint));
             }
         }
     }

@@ -90,9 +90,9 @@ impl HttpTransport {
     }
 }
 
-pub fn classify(status: u16, what: String) -> Verdict {
+pub fn classify(status: u16, what: String, retry_after: Option<std::time::Duration>) -> Verdict {
     match status {
-        429 | 503 => Verdict::throttled(what),
+        429 | 503 => Verdict::throttled_after(what, retry_after),
         401 | 403 | 404 | 405 => Verdict::Fail { reason: what },
         408 => Verdict::retry(what),
         s if s >= 500 => Verdict::retry(what),
@@ -139,6 +139,7 @@ impl Transport for HttpTransport {
             Err(classify(
                 resp.status.as_u16(),
                 format!("HTTP {}: {}", resp.status.as_u16(), resp.body_excerpt()),
+                resp.retry_after(),
             ))
         })
     }

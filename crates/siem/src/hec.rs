@@ -210,7 +210,7 @@ pub fn classify(resp: &HttpResponse) -> Verdict {
         }
     );
     match resp.status.as_u16() {
-        429 | 503 => Verdict::throttled(what),
+        429 | 503 => Verdict::throttled_after(what, resp.retry_after()),
         401 | 403 | 404 => Verdict::Fail { reason: what },
         // Incorrect index: every event of this sink would be refused the same way.
         400 if code == Some(7) => Verdict::Fail { reason: what },

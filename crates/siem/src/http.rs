@@ -23,6 +23,16 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// `Retry-After` in delay-seconds form (what HEC, OpenSearch and most APIs send); an
+    /// HTTP-date or garbage is ignored and the sink's own backoff applies.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.headers
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs)
+    }
+
     /// The body as text for error messages, shortened.
     pub fn body_excerpt(&self) -> String {
         let s = String::from_utf8_lossy(&self.body);

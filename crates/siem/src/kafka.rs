@@ -143,9 +143,14 @@ impl KafkaTransport {
         match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(match classify(&e) {
-                Verdict::Retry { reason, throttled } => Verdict::Retry {
+                Verdict::Retry {
+                    reason,
+                    throttled,
+                    after,
+                } => Verdict::Retry {
                     reason: format!("{what}: {reason}"),
                     throttled,
+                    after,
                 },
                 other => other,
             }),

@@ -151,3 +151,50 @@ async fn auth_refusal_fails_the_objects_without_dead_lettering() {
     );
     assert!(!records.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_from_the_destination_is_honoured() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let records = corpus(&tmp.path().join("in"), 300, 5);
+    let times: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
+    let t = times.clone();
+    let server = serve(Arc::new(move |_req: &Req| {
+        let mut t = t.lock().expect("times");
+        t.push(std::time::Instant::now());
+        if t.len() == 1 {
+            // Far longer than the sink's own backoff (5 ms): only the header explains a wait.
+            Resp::json(429, json!({"error":"slow down"})).with_header("Retry-After: 2")
+        } else {
+            Resp::json(200, json!({"ok":true}))
+        }
+    }))
+    .await;
+    let text = format!(
+        r#"
+name = "hook"
+url = "{}/in"
+dead_letter_path = "{}"
+[delivery]
+max_events = 10000
+max_in_flight = 1
+linger_ms = 20
+backoff_ms = 5
+max_backoff_ms = 10
+"#,
+        server.url,
+        tmp.path().join("dl.ndjson").display()
+    );
+    let cfg: HttpSinkConfig = toml::from_str(&text).expect("valid sink config");
+    let sink = trailhose_siem::generic::sink(&cfg).expect("sink");
+    let (report, source) = ship(&tmp.path().join("in"), Box::new(sink)).await;
+    assert_eq!(source.objects_undelivered, 0, "{report:?}");
+    assert_eq!(report.records as usize, records.len());
+    assert_eq!(report.throttled, 1, "{report:?}");
+    let t = times.lock().expect("times");
+    assert!(t.len() >= 2, "{} requests", t.len());
+    let waited = t[1] - t[0];
+    assert!(
+        waited >= std::time::Duration::from_millis(1900),
+        "retried after {waited:?}, the destination asked for 2 s"
+    );
+}

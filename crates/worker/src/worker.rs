@@ -40,6 +40,8 @@ pub struct WorkerSettings {
     pub heartbeat: Heartbeat,
     pub policy: Policy,
     pub max_objects_in_flight: usize,
+    /// 0 = as many as object slots (and at least one full receive).
+    pub max_messages_in_flight: usize,
     pub shutdown_grace: Duration,
     pub dedup_cache_size: usize,
     pub kinds: Vec<KeyKind>,
@@ -64,6 +66,7 @@ impl WorkerSettings {
                 retry_visibility_seconds: s.retry_visibility_seconds,
             },
             max_objects_in_flight: s.max_objects_in_flight.max(1),
+            max_messages_in_flight: s.max_messages_in_flight,
             shutdown_grace: Duration::from_secs(s.shutdown_grace_seconds),
             dedup_cache_size: s.dedup_cache_size,
             kinds: s.kinds.iter().map(|k| k.kind()).collect(),
@@ -75,11 +78,15 @@ impl WorkerSettings {
         }
     }
 
-    /// Messages held at once: enough for full receives, and at least one per object slot.
+    /// Messages held at once: enough for full receives, and at least one per object slot
+    /// (or `max_messages_in_flight` when set).
     pub fn message_capacity(&self) -> usize {
-        self.max_objects_in_flight
-            .max(self.max_messages as usize)
-            .max(1)
+        let wanted = if self.max_messages_in_flight > 0 {
+            self.max_messages_in_flight
+        } else {
+            self.max_objects_in_flight
+        };
+        wanted.max(self.max_messages as usize).max(1)
     }
 }
 

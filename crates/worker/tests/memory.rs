@@ -141,6 +141,7 @@ async fn a_slow_sink_keeps_memory_bounded() {
             retry_visibility_seconds: 1,
         },
         max_objects_in_flight: 4,
+        max_messages_in_flight: 0,
         shutdown_grace: Duration::from_secs(5),
         dedup_cache_size: 1000,
         kinds: vec![KeyKind::Log, KeyKind::Insight],

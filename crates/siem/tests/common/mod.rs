@@ -94,6 +94,8 @@ impl Req {
 pub struct Resp {
     pub status: u16,
     pub body: Vec<u8>,
+    /// Extra header lines, e.g. `Retry-After: 1`.
+    pub headers: Vec<String>,
 }
 
 impl Resp {
@@ -101,7 +103,13 @@ impl Resp {
         Resp {
             status,
             body: v.to_string().into_bytes(),
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_header(mut self, line: &str) -> Resp {
+        self.headers.push(line.to_owned());
+        self
     }
 }
 
@@ -135,8 +143,10 @@ pub async fn serve(handler: Handler) -> Server {
                 while let Some(req) = read_request(&mut r).await {
                     log.lock().expect("log").push(req.clone());
                     let resp = handler(&req);
+                    let extra: String =
+                        resp.headers.iter().map(|h| format!("{h}\r\n")).collect();
                     let head = format!(
-                        "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
                         resp.status,
                         resp.body.len()
                     );
