@@ -71,6 +71,11 @@ pub struct ValidateArgs {
     /// S3 endpoint override (emulators); AWS_ENDPOINT_URL works too.
     #[arg(long)]
     pub endpoint_url: Option<String>,
+    /// CloudTrail endpoint override for `ListPublicKeys` (used when an s3:// source is given
+    /// without --public-keys; the keys of the trail's home Region, every --region and
+    /// --aws-region are fetched).
+    #[arg(long)]
+    pub cloudtrail_endpoint_url: Option<String>,
     /// Region of the first S3 request (the bucket's own Region is then looked up).
     #[arg(long)]
     pub aws_region: Option<String>,
@@ -114,6 +119,55 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Regions whose public keys validate the digests asked for: the trail's home Region, every
+/// `--region`, and the client Region; us-east-1 when nothing names one.
+fn key_regions(args: &ValidateArgs, home: Option<&str>) -> Vec<String> {
+    let mut regions: Vec<String> = home.into_iter().map(str::to_owned).collect();
+    regions.extend(args.region.iter().cloned());
+    regions.extend(args.aws_region.iter().cloned());
+    if regions.is_empty() {
+        regions.push("us-east-1".into());
+    }
+    regions.sort();
+    regions.dedup();
+    regions
+}
+
+/// `ListPublicKeys` in each Region for the validated time range.
+async fn fetch_public_keys(
+    args: &ValidateArgs,
+    opts: &Options,
+    regions: &[String],
+    ring: &mut KeyRing,
+) -> Result<()> {
+    for region in regions {
+        let sdk = trailhose_aws::load_sdk_config(&trailhose_aws::AwsSettings {
+            region: Some(region.clone()),
+            endpoint_url: args.cloudtrail_endpoint_url.clone(),
+        })
+        .await;
+        let client = aws_sdk_cloudtrail::Client::new(&sdk);
+        let n = trailhose_validate::listkeys::add_listed_keys(
+            &client,
+            region,
+            opts.start_ms,
+            Some(opts.end_ms),
+            ring,
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
+        tracing::info!(region = %region, keys = n, "public keys from ListPublicKeys");
+    }
+    if ring.is_empty() {
+        bail!(
+            "ListPublicKeys returned no keys in {} for the time range; pass --public-keys or \
+             --region for the Regions of the digests",
+            regions.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Builds the options and runs; returns the report.
 pub fn validate(args: &ValidateArgs) -> Result<Report> {
     let s3 = S3Store::parse_url(&args.source);
@@ -147,26 +201,30 @@ pub fn validate(args: &ValidateArgs) -> Result<Report> {
 
     let mut ring = KeyRing::new();
     let key_paths = &args.public_keys;
-    if key_paths.is_empty() {
+    if key_paths.is_empty() && s3.is_none() {
         bail!(
             "no public keys: pass --public-keys (a directory of DER/PEM keys named by fingerprint, \
              or the output of `aws cloudtrail list-public-keys --region HOME_REGION > keys.json`); \
-             this build does not call ListPublicKeys itself"
+             a local directory has no AWS account to ask (an s3:// source calls ListPublicKeys)"
         );
     }
     for p in key_paths {
         ring.load(p)
             .with_context(|| format!("loading public keys from {}", p.display()))?;
     }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    if key_paths.is_empty() {
+        let regions = key_regions(args, opts.home_region.as_deref());
+        rt.block_on(fetch_public_keys(args, &opts, &regions, &mut ring))?;
+    }
     let ring = Arc::new(ring);
     let progress = trailhose_ops::progress::Progress::new("validate", None, true);
     let p = progress.clone();
     opts.on_hashed = trailhose_validate::walk::OnHashed(Some(Arc::new(move |bytes| p.inc(bytes))));
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let report = match s3 {
         Some((bucket, prefix)) => {
             opts.prefix = prefix.clone();
@@ -254,6 +312,7 @@ impl ValidateArgs {
             format: "text".into(),
             verbose: false,
             endpoint_url: None,
+            cloudtrail_endpoint_url: None,
             aws_region: None,
         }
     }

@@ -250,3 +250,137 @@ fn awscli_validator_agrees() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("8 passed, 0 failed"), "{}", text(&o));
 }
+
+/// A stand-in for CloudTrail's `ListPublicKeys` (moto does not implement it): the AWS JSON
+/// 1.1 protocol, two pages, checking the target and the requested time range.
+async fn list_public_keys_endpoint(der: Vec<u8>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use base64ct::Encoding;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let fp = trailhose_validate::fingerprint(&der);
+    let value = base64ct::Base64::encode_string(&der);
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let (log, fp, value) = (log.clone(), fp.clone(), value.clone());
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut r = BufReader::new(r);
+                loop {
+                    let mut len = 0usize;
+                    let mut target = String::new();
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.trim_end();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = l.split_once(':') {
+                            match k.to_ascii_lowercase().as_str() {
+                                "content-length" => len = v.trim().parse().unwrap_or(0),
+                                "x-amz-target" => target = v.trim().to_owned(),
+                                _ => {}
+                            }
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    log.lock().expect("log").push(serde_json::json!({"target": target, "body": req}));
+                    let answer = if target != "CloudTrail_20131101.ListPublicKeys" {
+                        (400, serde_json::json!({"__type": "UnknownOperationException"}))
+                    } else if req.get("NextToken").is_none() {
+                        // Page 1: a key of another period, and more to come.
+                        (200, serde_json::json!({
+                            "PublicKeyList": [{"Value": "AAEC", "Fingerprint": "00000000000000000000000000000000",
+                                               "ValidityStartTime": 1.3832640E9, "ValidityEndTime": 1.4E9}],
+                            "NextToken": "page-2"
+                        }))
+                    } else {
+                        (200, serde_json::json!({
+                            "PublicKeyList": [{"Value": value, "Fingerprint": fp,
+                                               "ValidityStartTime": 1.7E9, "ValidityEndTime": 1.9E9}]
+                        }))
+                    };
+                    let text = answer.1.to_string();
+                    let head = format!(
+                        "HTTP/1.1 {} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n",
+                        answer.0,
+                        text.len()
+                    );
+                    if w.write_all(head.as_bytes()).await.is_err() || w.write_all(text.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_validation_fetches_keys_with_list_public_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = dir.path().join("corpus");
+    let o = run(bin()
+        .args(["generate", "--events", "300", "--accounts", "1", "--regions", "1"])
+        .args(["--events-per-file", "10", "--gzip-level", "1", "--digests"])
+        .args(["--digest-bucket", "cli-listkeys-bucket"])
+        .arg("--out")
+        .arg(&corpus)
+        .arg("--signing-key")
+        .arg(dir.path().join("k.pem")));
+    assert!(o.status.success(), "{}", text(&o));
+    let der_file = std::fs::read_dir(dir.path().join("public-keys"))
+        .expect("public keys")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "der"))
+        .expect("a .der key");
+    let (endpoint, seen) = list_public_keys_endpoint(std::fs::read(&der_file).expect("der")).await;
+
+    let moto = trailhose_testkit::moto();
+    let cfg = moto.sdk_config("us-east-1").await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&cfg)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket("cli-listkeys-bucket")
+        .send()
+        .await
+        .expect("create bucket");
+    trailhose_validate::s3::upload_tree(&s3, "cli-listkeys-bucket", "", &corpus)
+        .await
+        .expect("upload");
+
+    let o = run(bin()
+        .args(["validate", "s3://cli-listkeys-bucket", "--format", "json"])
+        .args(["--endpoint-url", &moto.endpoint, "--aws-region", "us-east-1"])
+        .args(["--cloudtrail-endpoint-url", &endpoint])
+        .args(["--start-time", "2026-10-01"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE"));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["log_files"]["valid"], 30, "{v}");
+    let seen = seen.lock().expect("log").clone();
+    assert_eq!(seen.len(), 2, "two pages: {seen:?}");
+    let start = seen[0]["body"]["StartTime"].as_f64().expect("StartTime sent");
+    assert!((start - 1_790_812_800.0).abs() < 1.0, "StartTime = --start-time: {start}");
+    assert!(seen[0]["body"]["EndTime"].is_number());
+    assert_eq!(seen[1]["body"]["NextToken"], "page-2");
+}

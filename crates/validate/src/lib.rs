@@ -30,6 +30,7 @@
 
 pub mod chain;
 pub mod digest;
+pub mod listkeys;
 pub mod local;
 pub mod loghash;
 pub mod pubkey;
