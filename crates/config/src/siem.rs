@@ -323,6 +323,9 @@ pub struct KafkaSinkConfig {
     #[serde(default = "default_client_id")]
     pub client_id: String,
     pub sasl: Option<SaslConfig>,
+    /// `[sinks.tls]`: connect to the brokers over TLS (system roots plus `ca_file`, or only
+    /// `ca_file`). Absent: plaintext.
+    pub tls: Option<TlsConfig>,
     /// Create a missing topic with `partitions` × `replication_factor`.
     #[serde(default)]
     pub create_topics: bool,

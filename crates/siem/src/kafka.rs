@@ -6,8 +6,8 @@
 //! dead-lettered; broker errors that can pass (leadership changes, timeouts, throttling)
 //! are retried by the engine.
 //!
-//! Not supported: TLS to the brokers (rskafka's TLS feature would switch rustls' `ring`
-//! provider on for the whole workspace); idempotent/transactional producing.
+//! TLS to the brokers with `[sinks.tls]` (the same root store rules as the HTTP sinks, rustls
+//! with an explicit aws-lc provider). Not supported: idempotent/transactional producing.
 
 use crate::engine::{BatchSink, Doc, Router, SendFuture, Transport, Verdict};
 use crate::secret::Secret;
@@ -30,6 +30,7 @@ pub struct KafkaTransport {
     brokers: Vec<String>,
     client_id: String,
     sasl: Option<SaslConfig>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     client: OnceCell<Client>,
     topics: Mutex<HashMap<String, Partitions>>,
     compression: Compression,
@@ -117,10 +118,17 @@ impl KafkaTransport {
             }
             None => None,
         };
+        let tls = match &cfg.tls {
+            Some(t) => Some(Arc::new(
+                crate::http::tls_config(t).map_err(|e| format!("sinks.{}.tls: {e}", cfg.name))?,
+            )),
+            None => None,
+        };
         Ok(KafkaTransport {
             brokers: cfg.brokers.clone(),
             client_id: cfg.client_id.clone(),
             sasl,
+            tls,
             client: OnceCell::new(),
             topics: Mutex::new(HashMap::new()),
             compression: match cfg.compression {
@@ -176,6 +184,9 @@ impl KafkaTransport {
                     });
                 if let Some(s) = &self.sasl {
                     b = b.sasl_config(s.clone());
+                }
+                if let Some(t) = &self.tls {
+                    b = b.tls_config(t.clone());
                 }
                 self.within("connecting to Kafka", b.build()).await
             })

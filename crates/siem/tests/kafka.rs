@@ -61,6 +61,10 @@ fn free_port() -> u16 {
 }
 
 fn start_broker(port: u16) -> Broker {
+    start_broker_advertising(port, &format!("tcp://127.0.0.1:{port}"))
+}
+
+fn start_broker_advertising(port: u16, advertised: &str) -> Broker {
     let url = format!("tcp://127.0.0.1:{port}");
     let child = Command::new(tansu_bin())
         .args([
@@ -68,7 +72,7 @@ fn start_broker(port: u16) -> Broker {
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            advertised,
             "--storage-engine",
             "memory://tansu/",
         ])
@@ -172,4 +176,151 @@ request_timeout_ms = 1000
     }
     assert_eq!(got.len(), records.len(), "every record on the broker");
     assert!(got.values().all(|n| *n == 1), "no record produced twice");
+}
+
+
+/// A self-signed certificate for `localhost` (openssl), and a TLS-terminating proxy on
+/// `tls_port` in front of the plaintext broker on `plain_port`; returns the CA file and the
+/// number of completed handshakes.
+async fn tls_proxy(
+    dir: &std::path::Path,
+    tls_port: u16,
+    plain_port: u16,
+) -> (std::path::PathBuf, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let st = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (Debian's openssl package) makes the test certificate");
+    assert!(st.success(), "openssl failed");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .expect("cert")
+        .collect::<Result<_, _>>()
+        .expect("certs");
+    let key = PrivateKeyDer::from_pem_file(&key).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", tls_port))
+        .await
+        .expect("bind the TLS port");
+    let handshakes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let h = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let (acceptor, h) = (acceptor.clone(), h.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                h.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", plain_port)).await
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (cert, handshakes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_over_tls_with_a_private_ca() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let records = corpus(&tmp.path().join("in"), 400, 43);
+    let (plain_port, tls_port) = (free_port(), free_port());
+    let (ca, handshakes) = tls_proxy(tmp.path(), tls_port, plain_port).await;
+    // The broker tells clients to come back through the TLS port.
+    let _broker = start_broker_advertising(plain_port, &format!("tcp://localhost:{tls_port}"));
+    let text = format!(
+        r#"
+name = "kafka-tls"
+brokers = ["localhost:{tls_port}"]
+topic = "cloudtrail-tls"
+create_topics = true
+partitions = 1
+dead_letter_path = "{}"
+[tls]
+ca_file = "{}"
+only_ca_file = true
+[delivery]
+max_events = 200
+linger_ms = 20
+backoff_ms = 100
+max_backoff_ms = 500
+max_attempts = 40
+request_timeout_ms = 2000
+"#,
+        tmp.path().join("dl.ndjson").display(),
+        ca.display()
+    );
+    let cfg: KafkaSinkConfig = toml::from_str(&text).expect("valid sink config");
+    assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+    let sink = trailhose_siem::kafka::sink(&cfg).expect("sink");
+    let (report, source) = ship(&tmp.path().join("in"), Box::new(sink)).await;
+    assert_eq!(source.objects_undelivered, 0, "{report:?}");
+    assert_eq!(report.records as usize, records.len(), "{report:?}");
+    assert!(handshakes.load(std::sync::atomic::Ordering::Relaxed) > 0, "TLS was used");
+
+    // The broker holds every record once (read back over plaintext, straight to the broker).
+    let client = ClientBuilder::new(vec![format!("127.0.0.1:{plain_port}")])
+        .build()
+        .await
+        .expect("client");
+    let pc = client
+        .partition_client("cloudtrail-tls".to_string(), 0, UnknownTopicHandling::Retry)
+        .await
+        .expect("partition client");
+    let (mut seen, mut offset) = (HashMap::<String, u32>::new(), 0i64);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "reading back took too long");
+        let (batch, high) = pc.fetch_records(offset, 1..10_000_000, 100).await.expect("fetch");
+        for r in &batch {
+            let key = String::from_utf8(r.record.key.clone().expect("key")).expect("utf-8");
+            *seen.entry(key).or_default() += 1;
+            offset = offset.max(r.offset + 1);
+        }
+        if offset >= high {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), records.len());
+    assert!(seen.values().all(|n| *n == 1));
+
+    // An untrusted certificate is refused: the delivery fails, nothing is acknowledged.
+    let mut wrong = cfg.clone();
+    wrong.tls = Some(trailhose_config::siem::TlsConfig {
+        ca_file: None,
+        only_ca_file: false,
+    });
+    wrong.delivery.max_attempts = 2;
+    wrong.delivery.request_timeout_ms = 1000;
+    match trailhose_siem::kafka::sink(&wrong) {
+        // A machine without system roots refuses the config itself.
+        Err(e) => assert!(e.contains("tls"), "{e}"),
+        Ok(sink) => {
+            let dir2 = tmp.path().join("in2");
+            corpus(&dir2, 20, 44);
+            let (report, source) = ship(&dir2, Box::new(sink)).await;
+            assert!(source.objects_undelivered > 0, "{report:?}");
+            assert_eq!(report.records, 0, "{report:?}");
+        }
+    }
 }
