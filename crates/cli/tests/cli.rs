@@ -324,16 +324,29 @@ fn run_reports_what_each_named_drop_rule_kept_from_its_sink() {
     )
     .expect("write config");
     let out = run(bin().arg("run").arg("--config").arg(&cfg));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let kept: usize = std::fs::read_dir(out_dir.join("writes"))
         .expect("output dir")
         .flatten()
-        .map(|f| std::fs::read(f.path()).expect("read").split(|b| *b == b'\n').filter(|l| !l.is_empty()).count())
+        .map(|f| {
+            std::fs::read(f.path())
+                .expect("read")
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count()
+        })
         .sum();
     assert!(kept > 0 && kept < total, "{kept} of {total}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("records dropped by rule drop-read-only: {}", total - kept)),
+        stderr.contains(&format!(
+            "records dropped by rule drop-read-only: {}",
+            total - kept
+        )),
         "{stderr}"
     );
 }

@@ -253,10 +253,17 @@ fn awscli_validator_agrees() {
 
 /// A stand-in for CloudTrail's `ListPublicKeys` (moto does not implement it): the AWS JSON
 /// 1.1 protocol, two pages, checking the target and the requested time range.
-async fn list_public_keys_endpoint(der: Vec<u8>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+async fn list_public_keys_endpoint(
+    der: Vec<u8>,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
     use base64ct::Encoding;
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
@@ -297,21 +304,32 @@ async fn list_public_keys_endpoint(der: Vec<u8>) -> (String, std::sync::Arc<std:
                         return;
                     }
                     let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                    log.lock().expect("log").push(serde_json::json!({"target": target, "body": req}));
+                    log.lock()
+                        .expect("log")
+                        .push(serde_json::json!({"target": target, "body": req}));
                     let answer = if target != "CloudTrail_20131101.ListPublicKeys" {
-                        (400, serde_json::json!({"__type": "UnknownOperationException"}))
+                        (
+                            400,
+                            serde_json::json!({"__type": "UnknownOperationException"}),
+                        )
                     } else if req.get("NextToken").is_none() {
                         // Page 1: a key of another period, and more to come.
-                        (200, serde_json::json!({
-                            "PublicKeyList": [{"Value": "AAEC", "Fingerprint": "00000000000000000000000000000000",
-                                               "ValidityStartTime": 1.3832640E9, "ValidityEndTime": 1.4E9}],
-                            "NextToken": "page-2"
-                        }))
+                        (
+                            200,
+                            serde_json::json!({
+                                "PublicKeyList": [{"Value": "AAEC", "Fingerprint": "00000000000000000000000000000000",
+                                                   "ValidityStartTime": 1.3832640E9, "ValidityEndTime": 1.4E9}],
+                                "NextToken": "page-2"
+                            }),
+                        )
                     } else {
-                        (200, serde_json::json!({
-                            "PublicKeyList": [{"Value": value, "Fingerprint": fp,
-                                               "ValidityStartTime": 1.7E9, "ValidityEndTime": 1.9E9}]
-                        }))
+                        (
+                            200,
+                            serde_json::json!({
+                                "PublicKeyList": [{"Value": value, "Fingerprint": fp,
+                                                   "ValidityStartTime": 1.7E9, "ValidityEndTime": 1.9E9}]
+                            }),
+                        )
                     };
                     let text = answer.1.to_string();
                     let head = format!(
@@ -319,7 +337,9 @@ async fn list_public_keys_endpoint(der: Vec<u8>) -> (String, std::sync::Arc<std:
                         answer.0,
                         text.len()
                     );
-                    if w.write_all(head.as_bytes()).await.is_err() || w.write_all(text.as_bytes()).await.is_err() {
+                    if w.write_all(head.as_bytes()).await.is_err()
+                        || w.write_all(text.as_bytes()).await.is_err()
+                    {
                         return;
                     }
                 }
@@ -334,7 +354,15 @@ async fn s3_validation_fetches_keys_with_list_public_keys() {
     let dir = tempfile::tempdir().expect("tempdir");
     let corpus = dir.path().join("corpus");
     let o = run(bin()
-        .args(["generate", "--events", "300", "--accounts", "1", "--regions", "1"])
+        .args([
+            "generate",
+            "--events",
+            "300",
+            "--accounts",
+            "1",
+            "--regions",
+            "1",
+        ])
         .args(["--events-per-file", "10", "--gzip-level", "1", "--digests"])
         .args(["--digest-bucket", "cli-listkeys-bucket"])
         .arg("--out")
@@ -368,7 +396,12 @@ async fn s3_validation_fetches_keys_with_list_public_keys() {
 
     let o = run(bin()
         .args(["validate", "s3://cli-listkeys-bucket", "--format", "json"])
-        .args(["--endpoint-url", &moto.endpoint, "--aws-region", "us-east-1"])
+        .args([
+            "--endpoint-url",
+            &moto.endpoint,
+            "--aws-region",
+            "us-east-1",
+        ])
         .args(["--cloudtrail-endpoint-url", &endpoint])
         .args(["--start-time", "2026-10-01"])
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -379,8 +412,13 @@ async fn s3_validation_fetches_keys_with_list_public_keys() {
     assert_eq!(v["log_files"]["valid"], 30, "{v}");
     let seen = seen.lock().expect("log").clone();
     assert_eq!(seen.len(), 2, "two pages: {seen:?}");
-    let start = seen[0]["body"]["StartTime"].as_f64().expect("StartTime sent");
-    assert!((start - 1_790_812_800.0).abs() < 1.0, "StartTime = --start-time: {start}");
+    let start = seen[0]["body"]["StartTime"]
+        .as_f64()
+        .expect("StartTime sent");
+    assert!(
+        (start - 1_790_812_800.0).abs() < 1.0,
+        "StartTime = --start-time: {start}"
+    );
     assert!(seen[0]["body"]["EndTime"].is_number());
     assert_eq!(seen[1]["body"]["NextToken"], "page-2");
 }

@@ -178,7 +178,6 @@ request_timeout_ms = 1000
     assert!(got.values().all(|n| *n == 1), "no record produced twice");
 }
 
-
 /// A self-signed certificate for `localhost` (openssl), and a TLS-terminating proxy on
 /// `tls_port` in front of the plaintext broker on `plain_port`; returns the CA file and the
 /// number of completed handshakes.
@@ -186,21 +185,37 @@ async fn tls_proxy(
     dir: &std::path::Path,
     tls_port: u16,
     plain_port: u16,
-) -> (std::path::PathBuf, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+) -> (
+    std::path::PathBuf,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    let ext = dir.join("leaf.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext file");
+    let d = dir.display().to_string();
+    // A private CA, and a server certificate for `localhost` it signs.
+    let script = format!(
+        "set -e; cd {d}; \
+         openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=trailhose-test-ca -keyout ca.key -out ca.pem; \
+         openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout key.pem -out leaf.csr; \
+         openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile leaf.ext -out cert.pem"
+    );
+    let st = Command::new("sh")
+        .args(["-c", &script])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .expect("openssl (Debian's openssl package) makes the test certificate");
+        .expect("openssl (Debian's openssl package) makes the test certificates");
     assert!(st.success(), "openssl failed");
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
         .expect("cert")
@@ -237,7 +252,7 @@ async fn tls_proxy(
             });
         }
     });
-    (cert, handshakes)
+    (ca, handshakes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,10 +291,16 @@ request_timeout_ms = 2000
     let (report, source) = ship(&tmp.path().join("in"), Box::new(sink)).await;
     assert_eq!(source.objects_undelivered, 0, "{report:?}");
     assert_eq!(report.records as usize, records.len(), "{report:?}");
-    assert!(handshakes.load(std::sync::atomic::Ordering::Relaxed) > 0, "TLS was used");
+    assert!(
+        handshakes.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "TLS was used"
+    );
 
-    // The broker holds every record once (read back over plaintext, straight to the broker).
-    let client = ClientBuilder::new(vec![format!("127.0.0.1:{plain_port}")])
+    // The broker holds every record once (read back through the same TLS listener: the
+    // broker advertises only that one).
+    let tls = trailhose_siem::http::tls_config(cfg.tls.as_ref().expect("tls")).expect("tls config");
+    let client = ClientBuilder::new(vec![format!("localhost:{tls_port}")])
+        .tls_config(std::sync::Arc::new(tls))
         .build()
         .await
         .expect("client");
@@ -291,7 +312,10 @@ request_timeout_ms = 2000
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         assert!(Instant::now() < deadline, "reading back took too long");
-        let (batch, high) = pc.fetch_records(offset, 1..10_000_000, 100).await.expect("fetch");
+        let (batch, high) = pc
+            .fetch_records(offset, 1..10_000_000, 100)
+            .await
+            .expect("fetch");
         for r in &batch {
             let key = String::from_utf8(r.record.key.clone().expect("key")).expect("utf-8");
             *seen.entry(key).or_default() += 1;

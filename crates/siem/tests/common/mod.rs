@@ -143,8 +143,7 @@ pub async fn serve(handler: Handler) -> Server {
                 while let Some(req) = read_request(&mut r).await {
                     log.lock().expect("log").push(req.clone());
                     let resp = handler(&req);
-                    let extra: String =
-                        resp.headers.iter().map(|h| format!("{h}\r\n")).collect();
+                    let extra: String = resp.headers.iter().map(|h| format!("{h}\r\n")).collect();
                     let head = format!(
                         "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
                         resp.status,
