@@ -20,6 +20,7 @@ use trailhose_core::decompress::{classify_io_error, sniff, SNIFF_LEN};
 use trailhose_core::reader::READ_CHUNK;
 use trailhose_core::{
     DecompressGuard, FieldParser, Format, Limits, ParseError, Record, RecordSplitter,
+    PARSE_BATCH_BYTES,
 };
 use trailhose_pipeline::emit::{ChunkBuilder, ChunkLimits};
 use trailhose_pipeline::{ObjectAck, ObjectMeta, RecordChunk, Routed};
@@ -364,21 +365,28 @@ async fn drain(
     tx: &mpsc::Sender<Routed>,
     report: &mut ReadReport,
 ) -> Result<(), ReadError> {
+    let mut spans = Vec::new();
+    // A batch is at most PARSE_BATCH_BYTES past one record, so it fills few chunks.
+    let mut full = Vec::new();
     loop {
-        let full = {
-            let Some(raw) = splitter.next_record()? else {
+        let parsed = {
+            let buf = splitter.next_batch(PARSE_BATCH_BYTES, &mut spans)?;
+            if spans.is_empty() {
                 return Ok(());
-            };
-            let kf = fields.parse(raw.bytes, raw.index, raw.offset)?;
-            report.records += 1;
-            builder.push(Record {
-                raw,
-                fields: Some(kf),
+            }
+            fields.parse_batch(buf, &spans, |span, kf| {
+                report.records += 1;
+                full.extend(builder.push(Record {
+                    raw: span.record(buf),
+                    fields: Some(kf),
+                }));
             })
         };
-        if let Some(chunk) = full {
+        // Chunks completed before a fault still go out.
+        for chunk in full.drain(..) {
             send(chunk, ack, tx, report).await?;
         }
+        parsed?;
     }
 }
 

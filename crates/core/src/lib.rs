@@ -9,6 +9,7 @@
 //! - [`notify`]: SQS message bodies to the S3 objects they name.
 //! - [`timefmt`]: RFC 3339 timestamps.
 
+mod blockscan;
 pub mod decompress;
 pub mod error;
 pub mod fields;
@@ -21,5 +22,5 @@ pub mod timefmt;
 pub use decompress::{DecompressGuard, Format};
 pub use error::ParseError;
 pub use fields::{FieldParser, KeyFields};
-pub use reader::{read_records, FieldMode, FileStats, Record};
-pub use splitter::{Limits, RawRecord, RecordSplitter};
+pub use reader::{read_records, FieldMode, FileStats, Record, PARSE_BATCH_BYTES};
+pub use splitter::{Limits, RawRecord, RecordSpan, RecordSplitter};

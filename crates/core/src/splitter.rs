@@ -6,6 +6,7 @@
 //! JSON. Each record is validated afterwards by simd-json when its key fields are read
 //! (see [`crate::fields`]), so every byte still passes a real parser.
 
+use crate::blockscan::{escaped_by_backslashes, masks, prefix_xor, BLOCK};
 use crate::error::ParseError;
 use memchr::memchr2;
 
@@ -49,6 +50,29 @@ pub struct RawRecord<'a> {
     /// The record holds a line break outside strings (pretty-printed source). NDJSON writers
     /// must then drop insignificant whitespace to keep one record per line.
     pub has_line_break: bool,
+}
+
+/// A record's place in the splitter's buffer (see [`RecordSplitter::next_batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSpan {
+    pub index: u64,
+    pub offset: u64,
+    /// Byte range in the buffer the batch was taken from.
+    pub start: usize,
+    pub end: usize,
+    pub has_line_break: bool,
+}
+
+impl RecordSpan {
+    /// The record in `buf`, the buffer [`RecordSplitter::next_batch`] returned with this span.
+    pub fn record<'a>(&self, buf: &'a [u8]) -> RawRecord<'a> {
+        RawRecord {
+            index: self.index,
+            offset: self.offset,
+            bytes: &buf[self.start..self.end],
+            has_line_break: self.has_line_break,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +233,38 @@ impl RecordSplitter {
 
     /// Returns the next complete record, `Ok(None)` when more input is needed.
     pub fn next_record(&mut self) -> Result<Option<RawRecord<'_>>, ParseError> {
+        Ok(self.next_span()?.map(|span| span.record(&self.buf)))
+    }
+
+    /// Takes every record already complete in the buffer, stopping once the records taken
+    /// cover `max_bytes` (at least one is taken), so they can be validated in one parser call
+    /// ([`crate::FieldParser::parse_batch`]). `out` is cleared first; it is left empty when
+    /// more input is needed. When a fault follows some records, those records are returned and
+    /// the fault comes with the next call. The spans point into the returned buffer, which
+    /// stays valid until the next [`push`](Self::push) or [`spare`](Self::spare).
+    pub fn next_batch(
+        &mut self,
+        max_bytes: usize,
+        out: &mut Vec<RecordSpan>,
+    ) -> Result<&[u8], ParseError> {
+        out.clear();
+        let mut taken = 0;
+        while taken < max_bytes {
+            match self.next_span() {
+                Ok(Some(span)) => {
+                    taken += span.end - span.start;
+                    out.push(span);
+                }
+                Ok(None) => break,
+                // The fault is kept in `failed`; the next call reports it.
+                Err(_) if !out.is_empty() => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(&self.buf)
+    }
+
+    fn next_span(&mut self) -> Result<Option<RecordSpan>, ParseError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -242,10 +298,11 @@ impl RecordSplitter {
                         self.pos = end;
                         let index = self.index;
                         self.index += 1;
-                        return Ok(Some(RawRecord {
+                        return Ok(Some(RecordSpan {
                             index,
                             offset: self.base + start as u64,
-                            bytes: &self.buf[start..end],
+                            start,
+                            end,
                             has_line_break: self.line_break,
                         }));
                     }
@@ -438,16 +495,74 @@ impl RecordSplitter {
     }
 
     /// Scans an object, array or string value from `pos`, resuming where the last call stopped.
-    /// Strings are skipped with `memchr2`, which is where a CloudTrail record spends its bytes.
+    /// Inside a container it classifies 64 bytes at a time ([`crate::blockscan`]) and visits
+    /// only brackets outside strings; the partial block at the end of the buffer and top-level
+    /// strings go through the byte loop, which skips strings with `memchr2`.
     fn scan_value(&mut self) -> Result<Scan, ParseError> {
         let len = self.buf.len();
         let mut i = self.pos;
         let mut depth = self.depth;
         let mut in_string = self.in_string;
         let mut line_break = self.line_break;
+        // Set when a block ended inside an odd run of backslashes: the next byte is escaped and
+        // is skipped, exactly as the byte loop's `j + 2` does (which may also step past the end).
+        let mut escape_pending = false;
         let result = loop {
+            if escape_pending {
+                escape_pending = false;
+                i += 1;
+            }
             if i >= len {
                 break Scan::NeedMore;
+            }
+            // Inside a container, whole 64-byte blocks: only brackets outside strings matter.
+            if depth > 0 {
+                if let Some(block) = self.buf[i..].first_chunk::<BLOCK>() {
+                    let m = masks(block);
+                    let (escaped, carry) = escaped_by_backslashes(m.backslash);
+                    let quote = m.quote & !escaped;
+                    let in_str = prefix_xor(quote) ^ if in_string { !0 } else { 0 };
+                    let mut brackets = (m.open | m.close) & !in_str;
+                    let mut end = None;
+                    while brackets != 0 {
+                        let t = brackets.trailing_zeros();
+                        if m.open & (1u64 << t) != 0 {
+                            depth += 1;
+                            if depth > self.limits.max_depth {
+                                let e = ParseError::TooDeep {
+                                    index: self.index,
+                                    offset: self.abs(self.value_start),
+                                    limit: self.limits.max_depth,
+                                };
+                                return Err(self.fail(e));
+                            }
+                        } else {
+                            depth -= 1;
+                            if depth == 0 {
+                                end = Some(t as usize + 1);
+                                break;
+                            }
+                        }
+                        brackets &= brackets - 1;
+                    }
+                    let used = end.unwrap_or(BLOCK);
+                    let upto = if used == BLOCK {
+                        !0
+                    } else {
+                        (1u64 << used) - 1
+                    };
+                    if m.line & !in_str & upto != 0 {
+                        line_break = true;
+                    }
+                    i += used;
+                    if end.is_some() {
+                        in_string = false;
+                        break Scan::Complete(i);
+                    }
+                    in_string = in_str >> 63 == 1;
+                    escape_pending = carry;
+                    continue;
+                }
             }
             if in_string {
                 match memchr2(b'"', b'\\', &self.buf[i..]) {
@@ -595,6 +710,52 @@ mod tests {
         }
     }
 
+    /// Escapes, quotes and brackets at every position relative to the 64-byte blocks the
+    /// splitter classifies at once.
+    #[test]
+    fn escapes_and_brackets_across_block_edges() {
+        let tails = [
+            r#"\\"}"#,
+            r#"\""}"#,
+            r#"x\\\"]}\\","z":[{"y":"}"}]}"#,
+            r#""}"#,
+            r#"","n":[[[{}]]],"m":"{["}"#,
+        ];
+        for pad in 0..140 {
+            for tail in tails {
+                let rec = format!(r#"{{"a":"{}{}"#, "p".repeat(pad), tail);
+                let other = format!(r#"{{"q":"{}\"","r":{{}}}}"#, "é".repeat(pad % 50));
+                let file = format!(r#"{{"Records":[{rec},{other}, {rec}]}}"#);
+                for chunk in [1, 63, 64, 65, 100, 4096] {
+                    let (recs, end) = split_chunks(file.as_bytes(), chunk);
+                    assert_eq!(end, Ok(()), "pad {pad} tail {tail} chunk {chunk}");
+                    let got: Vec<&[u8]> = recs.iter().map(|(_, b)| b.as_slice()).collect();
+                    assert_eq!(
+                        got,
+                        vec![rec.as_bytes(), other.as_bytes(), rec.as_bytes()],
+                        "pad {pad} tail {tail} chunk {chunk}"
+                    );
+                }
+                serde_json::from_str::<serde_json::Value>(&rec).expect("test record is JSON");
+            }
+        }
+    }
+
+    #[test]
+    fn line_breaks_are_seen_only_outside_strings() {
+        let pad = "p".repeat(70);
+        // A raw line break inside a string is not JSON, but it must not count as one outside.
+        let compact = format!("{{\"a\":\"{pad}\n{pad}\",\"b\":[1,2]}}");
+        let pretty = format!("{{\"a\":\"{pad}\",\n\"b\":[1,\r\n2]}}");
+        let file = format!("{{\"Records\":[{compact},{pretty}]}}\n");
+        let mut s = RecordSplitter::new(Limits::default());
+        s.push(file.as_bytes());
+        let r = s.next_record().expect("valid").expect("a record");
+        assert!(!r.has_line_break);
+        let r = s.next_record().expect("valid").expect("a record");
+        assert!(r.has_line_break);
+    }
+
     #[test]
     fn other_top_level_keys_are_skipped() {
         let input = br#" {"x":{"Records":[1]}, "n": 12 ,"Records":[{"a":1}],"s":"]}","t":true}  "#;
@@ -718,6 +879,9 @@ mod tests {
                 any::<i64>().prop_map(|n| serde_json::Value::Number(n.into())),
                 // Quotes, backslashes, brackets and non-ASCII are what a splitter can trip on.
                 "[a-z\\\"{}\\[\\],:é日😀 \n]{0,12}".prop_map(serde_json::Value::String),
+                // Long strings put quotes, escapes and brackets across 64-byte block edges.
+                "[a-z\\\\\"{}\\[\\] ]{40,150}".prop_map(serde_json::Value::String),
+                "[a-z{}\\[\\] ,:]{40,150}".prop_map(serde_json::Value::String),
             ];
             leaf.prop_recursive(4, 32, 6, |inner| {
                 prop_oneof![
@@ -749,7 +913,7 @@ mod tests {
             fn split_and_rejoin_is_lossless(
                 records in prop::collection::vec(record(), 0..12),
                 seps in prop::collection::vec("[ \n\t]{0,2},[ \n\t]{0,2}", 12),
-                chunk in 1usize..64,
+                chunk in prop_oneof![1usize..64, 64usize..8192],
             ) {
                 let mut file = b"{\"Records\" : [ ".to_vec();
                 for (i, r) in records.iter().enumerate() {
