@@ -145,6 +145,20 @@ impl Col {
     }
 }
 
+/// The value of each column's member, by case-insensitive name (first one wins), as Athena's
+/// case-insensitive column names read CloudTrail's camelCase members.
+fn slots<'a>(specs: &[Spec], m: &Members<'a>) -> Vec<Option<&'a RawValue>> {
+    let mut slots = vec![None; specs.len()];
+    for (k, v) in &m.0 {
+        if let Some(i) = specs.iter().position(|s| s.name.eq_ignore_ascii_case(k)) {
+            if slots[i].is_none() {
+                slots[i] = Some(*v);
+            }
+        }
+    }
+    slots
+}
+
 impl StructCol {
     fn new(specs: &'static [Spec]) -> StructCol {
         StructCol {
@@ -154,28 +168,10 @@ impl StructCol {
         }
     }
 
-    /// The value of each column's member, by case-insensitive name (first one wins).
-    fn slots<'a>(&self, m: &Members<'a>) -> Vec<Option<&'a RawValue>> {
-        let mut slots = vec![None; self.specs.len()];
-        for (k, v) in &m.0 {
-            if let Some(i) = self
-                .specs
-                .iter()
-                .position(|s| s.name.eq_ignore_ascii_case(k))
-            {
-                if slots[i].is_none() {
-                    slots[i] = Some(*v);
-                }
-            }
-        }
-        slots
-    }
-
     fn append(&mut self, raw: Option<&RawValue>) {
         match raw.and_then(members) {
             Some(m) => {
-                let slots = self.slots(&m);
-                for (c, v) in self.children.iter_mut().zip(slots) {
+                for (c, v) in self.children.iter_mut().zip(slots(self.specs, &m)) {
                     c.append(v);
                 }
                 self.nulls.append_non_null();
@@ -234,18 +230,7 @@ impl BatchBuilder {
         let parsed: Option<Members<'_>> = serde_json::from_str(&json).ok();
         match parsed {
             Some(m) => {
-                let mut slots = vec![None; schema::RECORD.len()];
-                for (k, v) in &m.0 {
-                    if let Some(i) = schema::RECORD
-                        .iter()
-                        .position(|s| s.name.eq_ignore_ascii_case(k))
-                    {
-                        if slots[i].is_none() {
-                            slots[i] = Some(*v);
-                        }
-                    }
-                }
-                for (c, v) in self.top.iter_mut().zip(slots) {
+                for (c, v) in self.top.iter_mut().zip(slots(schema::RECORD, &m)) {
                     c.append(v);
                 }
             }

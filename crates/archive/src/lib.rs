@@ -22,14 +22,11 @@ pub async fn s3_client(
     if !cfg.is_s3() {
         return None;
     }
-    let sdk = trailhose_aws::load_sdk_config(&trailhose_aws::AwsSettings {
-        region: cfg.region.clone(),
-        endpoint_url: cfg.endpoint_url.clone(),
-    })
-    .await;
     Some(
-        trailhose_aws::S3Clients::new(sdk)
-            .client(cfg.region.as_deref(), None)
-            .await,
+        trailhose_aws::s3_client(&trailhose_aws::AwsSettings {
+            region: cfg.region.clone(),
+            endpoint_url: cfg.endpoint_url.clone(),
+        })
+        .await,
     )
 }

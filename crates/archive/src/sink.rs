@@ -9,7 +9,7 @@
 
 use crate::file::{extension, ArchiveFile};
 use crate::partition::Partition;
-use crate::store::Store;
+use crate::store::{S3Target, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -44,7 +44,7 @@ impl ArchiveSink {
                     .map_err(|e| format!("sink {}: {}: {e}", cfg.name, staging.display()))?;
                 let handle = tokio::runtime::Handle::try_current()
                     .map_err(|e| format!("sink {}: needs a tokio runtime: {e}", cfg.name))?;
-                Store::S3 {
+                Store::S3(S3Target {
                     client,
                     bucket,
                     prefix,
@@ -54,7 +54,7 @@ impl ArchiveSink {
                     multipart_threshold: cfg.multipart_threshold_bytes,
                     part_bytes: cfg.part_bytes,
                     handle,
-                }
+                })
             }
             None => {
                 let root = PathBuf::from(&cfg.location);

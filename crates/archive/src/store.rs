@@ -9,21 +9,23 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub enum Store {
-    Local {
-        root: PathBuf,
-        fsync: bool,
-    },
-    S3 {
-        client: aws_sdk_s3::Client,
-        bucket: String,
-        prefix: String,
-        staging: PathBuf,
-        sse: Option<String>,
-        kms_key_id: Option<String>,
-        multipart_threshold: u64,
-        part_bytes: u64,
-        handle: tokio::runtime::Handle,
-    },
+    Local { root: PathBuf, fsync: bool },
+    S3(S3Target),
+}
+
+/// An S3 archive location and how files are uploaded to it.
+pub struct S3Target {
+    pub client: aws_sdk_s3::Client,
+    pub bucket: String,
+    pub prefix: String,
+    /// Local directory the files are written to before upload.
+    pub staging: PathBuf,
+    pub sse: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub multipart_threshold: u64,
+    pub part_bytes: u64,
+    /// The runtime the blocking sink thread uploads on.
+    pub handle: tokio::runtime::Handle,
 }
 
 /// `s3://bucket/prefix` → (bucket, prefix without surrounding slashes).
@@ -48,7 +50,7 @@ impl Store {
                     .unwrap_or_default();
                 target.with_file_name(format!(".{name}.inprogress"))
             }
-            Store::S3 { staging, .. } => staging.join(rel.replace('/', "%2F")),
+            Store::S3(t) => t.staging.join(rel.replace('/', "%2F")),
         }
     }
 
@@ -56,7 +58,7 @@ impl Store {
     pub fn describe(&self, rel: &str) -> String {
         match self {
             Store::Local { root, .. } => root.join(rel).display().to_string(),
-            Store::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{}", key_of(prefix, rel)),
+            Store::S3(t) => format!("s3://{}/{}", t.bucket, key_of(&t.prefix, rel)),
         }
     }
 
@@ -77,9 +79,9 @@ impl Store {
                 }
                 Ok(())
             }
-            Store::S3 { prefix, handle, .. } => {
-                let key = key_of(prefix, rel);
-                let result = handle.block_on(self.upload(staged, &key));
+            Store::S3(t) => {
+                let key = key_of(&t.prefix, rel);
+                let result = t.handle.block_on(t.upload(staged, &key));
                 // The staged copy is no longer needed either way: on failure the records are
                 // not acknowledged and come back from the source.
                 let _ = std::fs::remove_file(staged);
@@ -92,9 +94,11 @@ impl Store {
     pub fn discard(&self, staged: &Path) {
         let _ = std::fs::remove_file(staged);
     }
+}
 
+impl S3Target {
     async fn upload(&self, staged: &Path, key: &str) -> Result<(), String> {
-        let Store::S3 {
+        let S3Target {
             client,
             bucket,
             sse,
@@ -102,10 +106,7 @@ impl Store {
             multipart_threshold,
             part_bytes,
             ..
-        } = self
-        else {
-            return Err("not an S3 store".into());
-        };
+        } = self;
         let sse = sse.as_deref().map(ServerSideEncryption::from);
         let size = std::fs::metadata(staged)
             .map_err(|e| format!("{}: {e}", staged.display()))?
@@ -178,10 +179,11 @@ impl Store {
         upload_id: &str,
         result: Result<(), String>,
     ) -> Result<(), String> {
-        if let (Err(_), Store::S3 { client, bucket, .. }) = (&result, self) {
-            let _ = client
+        if result.is_err() {
+            let _ = self
+                .client
                 .abort_multipart_upload()
-                .bucket(bucket)
+                .bucket(&self.bucket)
                 .key(key)
                 .upload_id(upload_id)
                 .send()
@@ -191,9 +193,7 @@ impl Store {
     }
 
     async fn verify_size(&self, key: &str, size: u64, dest: &str, why: &str) -> Result<(), String> {
-        let Store::S3 { client, bucket, .. } = self else {
-            return Err("not an S3 store".into());
-        };
+        let S3Target { client, bucket, .. } = self;
         let head = client
             .head_object()
             .bucket(bucket)
@@ -222,9 +222,7 @@ impl Store {
         upload_id: &str,
         part_bytes: u64,
     ) -> Result<Vec<CompletedPart>, String> {
-        let Store::S3 { client, bucket, .. } = self else {
-            return Err("not an S3 store".into());
-        };
+        let S3Target { client, bucket, .. } = self;
         let mut file =
             std::fs::File::open(staged).map_err(|e| format!("{}: {e}", staged.display()))?;
         let mut parts = Vec::new();

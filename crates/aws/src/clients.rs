@@ -30,6 +30,15 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     loader.load().await
 }
 
+/// One S3 client for `settings` (its region, or the default chain's; path-style addressing
+/// when an endpoint override is set), for callers that need no per-bucket region or role.
+pub async fn s3_client(settings: &AwsSettings) -> aws_sdk_s3::Client {
+    let sdk = load_sdk_config(settings).await;
+    S3Clients::new(sdk)
+        .client(settings.region.as_deref(), None)
+        .await
+}
+
 /// The SQS client of a configuration.
 pub fn sqs_client(config: &SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(config)

@@ -2,7 +2,7 @@
 //! emulators), S3 clients per region and per assumed role, and the streaming S3 object reader
 //! that feeds the parser core without ever holding a whole object.
 //!
-//! - [`clients`]: [`AwsSettings`], [`load_sdk_config`], [`S3Clients`].
+//! - [`clients`]: [`AwsSettings`], [`load_sdk_config`], [`s3_client`], [`S3Clients`].
 //! - [`s3read`]: GetObject → decompress → split → chunks on the pipeline, with error
 //!   classification ([`ReadError::is_retryable`]).
 //!
@@ -12,5 +12,5 @@
 pub mod clients;
 pub mod s3read;
 
-pub use clients::{load_sdk_config, AwsSettings, S3Clients};
+pub use clients::{load_sdk_config, s3_client, AwsSettings, S3Clients};
 pub use s3read::{read_into_pipeline, stream_object, ReadError, ReadReport};

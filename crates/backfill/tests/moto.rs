@@ -125,11 +125,7 @@ fn gen_trail(dir: &Path, start_ms: i64) {
 async fn backfill_ships_every_record_once_and_honours_the_range() {
     let moto = trailhose_testkit::moto();
     let sdk = moto.sdk_config("us-east-1").await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = trailhose_testkit::s3_client_for(&sdk);
     let tmp = tempfile::tempdir().expect("tempdir");
     // 2026-10-01T00:00Z
     let start = trailhose_core::timefmt::days_from_civil(2026, 10, 1) * DAY;
@@ -188,11 +184,7 @@ async fn backfill_ships_every_record_once_and_honours_the_range() {
 async fn killed_backfill_resumes_without_reshipping() {
     let moto = trailhose_testkit::moto();
     let sdk = moto.sdk_config("us-east-1").await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = trailhose_testkit::s3_client_for(&sdk);
     let tmp = tempfile::tempdir().expect("tempdir");
     let start = trailhose_core::timefmt::days_from_civil(2026, 9, 1) * DAY;
     gen_trail(&tmp.path().join("trail"), start);

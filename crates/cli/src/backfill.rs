@@ -38,16 +38,11 @@ pub fn backfill(a: Args) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let sdk = trailhose_aws::clients::load_sdk_config(&trailhose_aws::clients::AwsSettings {
+        let s3 = trailhose_aws::s3_client(&trailhose_aws::AwsSettings {
             region: a.region.clone(),
             endpoint_url: a.endpoint_url.clone(),
         })
         .await;
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(a.endpoint_url.is_some())
-                .build(),
-        );
         let mut pipeline = Pipeline::start(build_sinks(&cfg).await?, cfg.pipeline.channel_capacity);
         let dlq = Arc::new(DeadLetterFile::new(&cfg.dead_letter.path));
         let progress = trailhose_ops::progress::Progress::new("backfill", None, true);

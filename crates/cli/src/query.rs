@@ -53,15 +53,12 @@ pub struct LookupArgs {
 
 async fn open(a: &ArchiveArgs) -> Result<trailhose_query::Session> {
     let client = if a.archive.starts_with("s3://") {
-        let sdk = trailhose_aws::load_sdk_config(&trailhose_aws::AwsSettings {
-            region: a.region.clone(),
-            endpoint_url: a.endpoint_url.clone(),
-        })
-        .await;
         Some(
-            trailhose_aws::S3Clients::new(sdk)
-                .client(a.region.as_deref(), None)
-                .await,
+            trailhose_aws::s3_client(&trailhose_aws::AwsSettings {
+                region: a.region.clone(),
+                endpoint_url: a.endpoint_url.clone(),
+            })
+            .await,
         )
     } else {
         None

@@ -516,11 +516,7 @@ fn an_s3_archive_is_uploaded_in_parts_encrypted_and_queryable() {
     let bucket = format!("archive-{}", std::process::id());
     let s3 = rt.block_on(async {
         let sdk = moto.sdk_config("us-east-1").await;
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(true)
-                .build(),
-        );
+        let s3 = trailhose_testkit::s3_client_for(&sdk);
         s3.create_bucket()
             .bucket(&bucket)
             .send()

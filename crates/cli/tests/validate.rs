@@ -197,11 +197,7 @@ async fn validates_s3_through_the_cli() {
 
     let moto = trailhose_testkit::moto();
     let cfg = moto.sdk_config("us-east-1").await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&cfg)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = trailhose_testkit::s3_client_for(&cfg);
     s3.create_bucket()
         .bucket("cli-validate-bucket")
         .send()
@@ -380,11 +376,7 @@ async fn s3_validation_fetches_keys_with_list_public_keys() {
 
     let moto = trailhose_testkit::moto();
     let cfg = moto.sdk_config("us-east-1").await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&cfg)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = trailhose_testkit::s3_client_for(&cfg);
     s3.create_bucket()
         .bucket("cli-listkeys-bucket")
         .send()

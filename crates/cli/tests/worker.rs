@@ -58,11 +58,7 @@ async fn setup(tag: &str, events: u64, events_per_file: u32) -> Setup {
     let moto = trailhose_testkit::moto();
     let sdk = moto.sdk_config("us-east-1").await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = trailhose_testkit::s3_client_for(&sdk);
     let name = format!("cli-{tag}-{}", std::process::id());
     let queue = sqs
         .create_queue()

@@ -6,7 +6,7 @@
 //! JSON. Each record is validated afterwards by simd-json when its key fields are read
 //! (see [`crate::fields`]), so every byte still passes a real parser.
 
-use crate::blockscan::{escaped_by_backslashes, masks, prefix_xor, BLOCK};
+use crate::blockscan::{self, escaped_by_backslashes, masks, prefix_xor, BLOCK};
 use crate::error::ParseError;
 use memchr::memchr2;
 
@@ -516,7 +516,7 @@ impl RecordSplitter {
                 break Scan::NeedMore;
             }
             // Inside a container, whole 64-byte blocks: only brackets outside strings matter.
-            if depth > 0 {
+            if blockscan::ENABLED && depth > 0 {
                 if let Some(block) = self.buf[i..].first_chunk::<BLOCK>() {
                     let m = masks(block);
                     let (escaped, carry) = escaped_by_backslashes(m.backslash);
@@ -529,12 +529,7 @@ impl RecordSplitter {
                         if m.open & (1u64 << t) != 0 {
                             depth += 1;
                             if depth > self.limits.max_depth {
-                                let e = ParseError::TooDeep {
-                                    index: self.index,
-                                    offset: self.abs(self.value_start),
-                                    limit: self.limits.max_depth,
-                                };
-                                return Err(self.fail(e));
+                                return Err(self.too_deep());
                             }
                         } else {
                             depth -= 1;
@@ -593,12 +588,7 @@ impl RecordSplitter {
                     b'{' | b'[' => {
                         depth += 1;
                         if depth > self.limits.max_depth {
-                            let e = ParseError::TooDeep {
-                                index: self.index,
-                                offset: self.abs(self.value_start),
-                                limit: self.limits.max_depth,
-                            };
-                            return Err(self.fail(e));
+                            return Err(self.too_deep());
                         }
                     }
                     b'}' | b']' => {
@@ -617,6 +607,14 @@ impl RecordSplitter {
         self.in_string = in_string;
         self.line_break = line_break;
         Ok(result)
+    }
+
+    fn too_deep(&mut self) -> ParseError {
+        self.fail(ParseError::TooDeep {
+            index: self.index,
+            offset: self.abs(self.value_start),
+            limit: self.limits.max_depth,
+        })
     }
 
     /// Declares end of input. Fails if the file stopped before its closing brace.

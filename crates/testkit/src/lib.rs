@@ -88,4 +88,18 @@ impl Moto {
             .load()
             .await
     }
+
+    /// An S3 client for the emulator (path-style: moto serves every bucket on one host).
+    pub async fn s3_client(&self, region: &str) -> aws_sdk_s3::Client {
+        s3_client_for(&self.sdk_config(region).await)
+    }
+}
+
+/// An S3 client on an emulator config from [`Moto::sdk_config`], path-style addressed.
+pub fn s3_client_for(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
 }

@@ -61,11 +61,7 @@ async fn validates_a_chain_in_s3() {
     assert_eq!(written.chains, 2);
     assert!(written.digests.len() >= 6, "{:?}", written.digests);
 
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&cfg)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = trailhose_testkit::s3_client_for(&cfg);
     s3.create_bucket().bucket(bucket).send().await.unwrap();
     let uploaded = upload_tree(&s3, bucket, "", tree.path()).await.unwrap();
     assert_eq!(uploaded, g.files.len() + written.digests.len());

@@ -61,11 +61,7 @@ impl Sink for Slow {
 async fn a_slow_sink_keeps_memory_bounded() {
     let sdk = trailhose_testkit::moto().sdk_config("us-east-1").await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = trailhose_testkit::s3_client_for(&sdk);
     let name = format!("memory-{}", std::process::id());
     let queue = sqs
         .create_queue()

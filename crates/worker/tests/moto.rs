@@ -52,11 +52,7 @@ struct Aws {
 
 async fn aws() -> Aws {
     let sdk = trailhose_testkit::moto().sdk_config(REGION).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = trailhose_testkit::s3_client_for(&sdk);
     Aws {
         sqs: aws_sdk_sqs::Client::new(&sdk),
         s3,
