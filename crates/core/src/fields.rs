@@ -357,6 +357,15 @@ mod tests {
         assert_eq!(got, expected);
     }
 
+    /// JSON puts no bound on integers; simd-json alone refuses those past 64 bits, which would
+    /// reject a valid record (found by the `split_oracle` fuzz target against serde_json).
+    #[test]
+    fn integers_past_64_bits_are_valid_json() {
+        let rec = br#"{"eventName":"E","requestParameters":{"n":99999999999999999999999999,"m":-18446744073709551617}}"#;
+        let k = FieldParser::new().parse(rec, 0, 0).expect("valid JSON");
+        assert_eq!(k.event_name(), Some("E"));
+    }
+
     #[test]
     fn batch_fault_names_the_record_and_keeps_the_ones_before() {
         let file = br#"{"Records":[{"eventName":"A"},{"eventName":"B"},{"eventName":tru},{"eventName":"D"}]}"#;
