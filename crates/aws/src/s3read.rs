@@ -365,28 +365,23 @@ async fn drain(
     tx: &mpsc::Sender<Routed>,
     report: &mut ReadReport,
 ) -> Result<(), ReadError> {
-    let mut spans = Vec::new();
     // A batch is at most PARSE_BATCH_BYTES past one record, so it fills few chunks.
     let mut full = Vec::new();
     loop {
-        let parsed = {
-            let buf = splitter.next_batch(PARSE_BATCH_BYTES, &mut spans)?;
-            if spans.is_empty() {
-                return Ok(());
-            }
-            fields.parse_batch(buf, &spans, |span, kf| {
-                report.records += 1;
-                full.extend(builder.push(Record {
-                    raw: span.record(buf),
-                    fields: Some(kf),
-                }));
-            })
-        };
+        let more = fields.next_batch(splitter, PARSE_BATCH_BYTES, |raw, kf| {
+            report.records += 1;
+            full.extend(builder.push(Record {
+                raw,
+                fields: Some(kf),
+            }));
+        });
         // Chunks completed before a fault still go out.
         for chunk in full.drain(..) {
             send(chunk, ack, tx, report).await?;
         }
-        parsed?;
+        if !more? {
+            return Ok(());
+        }
     }
 }
 

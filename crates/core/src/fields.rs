@@ -2,7 +2,7 @@
 //! they are copied to a scratch buffer because simd-json unescapes in place.
 
 use crate::error::ParseError;
-use crate::splitter::RecordSpan;
+use crate::splitter::{RawRecord, RecordSpan, RecordSplitter};
 use crate::timefmt::parse_rfc3339_ms;
 use simd_json::{Buffers, Node, StaticNode, Tape};
 
@@ -94,6 +94,8 @@ impl KeyFields {
 /// [`KeyFields`] text.
 pub struct FieldParser {
     scratch: Vec<u8>,
+    /// Reused by [`next_batch`](Self::next_batch).
+    spans: Vec<RecordSpan>,
     buffers: Buffers,
     tape: Option<Tape<'static>>,
 }
@@ -116,6 +118,7 @@ impl FieldParser {
     pub fn new() -> Self {
         FieldParser {
             scratch: Vec::with_capacity(64 * 1024),
+            spans: Vec::new(),
             buffers: Buffers::new(64 * 1024),
             tape: Some(Tape::null().reset()),
         }
@@ -149,6 +152,28 @@ impl FieldParser {
             }),
         };
         self.tape = Some(tape.reset());
+        result
+    }
+
+    /// Takes the next batch of complete records from `splitter` (at most `max_bytes` past the
+    /// first, see [`RecordSplitter::next_batch`]) and hands each, with its key fields, to
+    /// `each`. `Ok(false)` when the splitter needs more input. On a fault the records before it
+    /// have been handed out.
+    pub fn next_batch(
+        &mut self,
+        splitter: &mut RecordSplitter,
+        max_bytes: usize,
+        mut each: impl FnMut(RawRecord<'_>, KeyFields),
+    ) -> Result<bool, ParseError> {
+        let mut spans = std::mem::take(&mut self.spans);
+        let result = splitter.next_batch(max_bytes, &mut spans).and_then(|buf| {
+            if spans.is_empty() {
+                return Ok(false);
+            }
+            self.parse_batch(buf, &spans, |span, k| each(span.record(buf), k))?;
+            Ok(true)
+        });
+        self.spans = spans;
         result
     }
 
@@ -318,18 +343,12 @@ mod tests {
         let mut splitter = crate::RecordSplitter::new(crate::Limits::default());
         splitter.push(file);
         let mut p = FieldParser::new();
-        let mut spans = Vec::new();
         let mut got = Vec::new();
         loop {
-            let buf = match splitter.next_batch(usize::MAX, &mut spans) {
-                Ok(b) => b,
+            match p.next_batch(&mut splitter, usize::MAX, |r, k| got.push((r.index, k))) {
+                Ok(true) => {}
+                Ok(false) => return (got, splitter.finish()),
                 Err(e) => return (got, Err(e)),
-            };
-            if spans.is_empty() {
-                return (got, splitter.finish());
-            }
-            if let Err(e) = p.parse_batch(buf, &spans, |s, k| got.push((s.index, k))) {
-                return (got, Err(e));
             }
         }
     }

@@ -150,23 +150,17 @@ fn drain(
     stats: &mut FileStats,
     on_record: &mut impl FnMut(Record<'_>),
 ) -> Result<(), ParseError> {
-    let mut spans = Vec::new();
-    loop {
-        let buf = splitter.next_batch(PARSE_BATCH_BYTES, &mut spans)?;
-        if spans.is_empty() {
-            return Ok(());
-        }
-        fields.parse_batch(buf, &spans, |span, kf| {
-            stats.records += 1;
-            on_record(Record {
-                raw: span.record(buf),
-                fields: match mode {
-                    FieldMode::Extract => Some(kf),
-                    FieldMode::ValidateOnly => None,
-                },
-            });
-        })?;
-    }
+    while fields.next_batch(splitter, PARSE_BATCH_BYTES, |raw, kf| {
+        stats.records += 1;
+        on_record(Record {
+            raw,
+            fields: match mode {
+                FieldMode::Extract => Some(kf),
+                FieldMode::ValidateOnly => None,
+            },
+        });
+    })? {}
+    Ok(())
 }
 
 #[cfg(test)]
