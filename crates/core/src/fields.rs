@@ -16,7 +16,7 @@ struct Span {
 }
 
 macro_rules! key_fields {
-    ($( $field:ident => $json:literal ),* $(,)?) => {
+    ($( $field:ident / $slot:ident => $json:literal ),* $(,)?) => {
         /// The fields every stage needs without parsing the record again. All strings share one
         /// allocation.
         #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,27 +43,35 @@ macro_rules! key_fields {
                 $( if let Some(s) = self.$field() { v.push(($json, s)); } )*
                 v
             }
+
+            fn slot_mut(&mut self, slot: Slot) -> &mut Span {
+                match slot { $( Slot::$slot => &mut self.$field, )* }
+            }
         }
+
+        /// A string field of [`KeyFields`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum Slot { $( $slot, )* }
     };
 }
 
 key_fields! {
-    event_time => "eventTime",
-    event_id => "eventID",
-    event_name => "eventName",
-    event_source => "eventSource",
-    aws_region => "awsRegion",
-    event_type => "eventType",
-    event_category => "eventCategory",
-    event_version => "eventVersion",
-    recipient_account_id => "recipientAccountId",
-    source_ip_address => "sourceIPAddress",
-    error_code => "errorCode",
-    user_type => "userIdentity.type",
-    user_arn => "userIdentity.arn",
-    user_account_id => "userIdentity.accountId",
-    user_principal_id => "userIdentity.principalId",
-    user_name => "userIdentity.userName",
+    event_time / EventTime => "eventTime",
+    event_id / EventId => "eventID",
+    event_name / EventName => "eventName",
+    event_source / EventSource => "eventSource",
+    aws_region / AwsRegion => "awsRegion",
+    event_type / EventType => "eventType",
+    event_category / EventCategory => "eventCategory",
+    event_version / EventVersion => "eventVersion",
+    recipient_account_id / RecipientAccountId => "recipientAccountId",
+    source_ip_address / SourceIpAddress => "sourceIPAddress",
+    error_code / ErrorCode => "errorCode",
+    user_type / UserType => "userIdentity.type",
+    user_arn / UserArn => "userIdentity.arn",
+    user_account_id / UserAccountId => "userIdentity.accountId",
+    user_principal_id / UserPrincipalId => "userIdentity.principalId",
+    user_name / UserName => "userIdentity.userName",
 }
 
 impl KeyFields {
@@ -72,6 +80,13 @@ impl KeyFields {
             return None;
         }
         self.text.get(s.start as usize..(s.start + s.len) as usize)
+    }
+
+    pub(crate) fn with_text_capacity(n: usize) -> Self {
+        KeyFields {
+            text: String::with_capacity(n),
+            ..KeyFields::default()
+        }
     }
 
     fn put(&mut self, s: &str) -> Span {
@@ -88,6 +103,89 @@ impl KeyFields {
     pub fn account(&self) -> Option<&str> {
         self.recipient_account_id().or(self.user_account_id())
     }
+
+    /// Records the value of one member named by [`top_member`] or [`user_member`]. Both parsers
+    /// (simd-json's tape, [`crate::fastscan`]) call this in document order, so a duplicate key's
+    /// last value wins and the two build identical values.
+    pub(crate) fn set(&mut self, member: Member, value: Scalar<'_>) {
+        match (member, value) {
+            (Member::Text(slot), Scalar::Str(s)) => {
+                if slot == Slot::EventTime {
+                    self.event_time_ms = parse_rfc3339_ms(s);
+                }
+                let span = self.put(s);
+                *self.slot_mut(slot) = span;
+            }
+            (Member::ReadOnly, v) => self.read_only = v.as_bool(),
+            (Member::ManagementEvent, v) => self.management_event = v.as_bool(),
+            // Text fields ignore values of another type; `userIdentity` is walked by the caller.
+            (Member::Text(_) | Member::UserIdentity, _) => {}
+        }
+    }
+}
+
+/// What a member of the record (or of its `userIdentity`) is to [`KeyFields`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Member {
+    Text(Slot),
+    ReadOnly,
+    ManagementEvent,
+    /// The object whose members [`user_member`] names.
+    UserIdentity,
+}
+
+/// A member's value, as far as key fields care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scalar<'a> {
+    Str(&'a str),
+    Bool(bool),
+    /// A number, null, object or array.
+    Other,
+}
+
+impl Scalar<'_> {
+    fn as_bool(self) -> Option<bool> {
+        match self {
+            Scalar::Bool(b) => Some(b),
+            // Older records and some services write booleans as strings.
+            Scalar::Str("true") => Some(true),
+            Scalar::Str("false") => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// The key fields among a record's top-level members.
+pub(crate) fn top_member(key: &[u8]) -> Option<Member> {
+    Some(match key {
+        b"eventTime" => Member::Text(Slot::EventTime),
+        b"eventID" => Member::Text(Slot::EventId),
+        b"eventName" => Member::Text(Slot::EventName),
+        b"eventSource" => Member::Text(Slot::EventSource),
+        b"awsRegion" => Member::Text(Slot::AwsRegion),
+        b"eventType" => Member::Text(Slot::EventType),
+        b"eventCategory" => Member::Text(Slot::EventCategory),
+        b"eventVersion" => Member::Text(Slot::EventVersion),
+        b"recipientAccountId" => Member::Text(Slot::RecipientAccountId),
+        b"sourceIPAddress" => Member::Text(Slot::SourceIpAddress),
+        b"errorCode" => Member::Text(Slot::ErrorCode),
+        b"readOnly" => Member::ReadOnly,
+        b"managementEvent" => Member::ManagementEvent,
+        b"userIdentity" => Member::UserIdentity,
+        _ => return None,
+    })
+}
+
+/// The key fields among the members of `userIdentity`.
+pub(crate) fn user_member(key: &[u8]) -> Option<Member> {
+    Some(Member::Text(match key {
+        b"type" => Slot::UserType,
+        b"arn" => Slot::UserArn,
+        b"accountId" => Slot::UserAccountId,
+        b"principalId" => Slot::UserPrincipalId,
+        b"userName" => Slot::UserName,
+        _ => return None,
+    }))
 }
 
 /// Reuses simd-json's buffers across records, so reading key fields allocates only the
@@ -170,7 +268,22 @@ impl FieldParser {
             if spans.is_empty() {
                 return Ok(false);
             }
-            self.parse_batch(buf, &spans, |span, k| each(span.record(buf), k))?;
+            // Records the fast path already read go straight out; each run of the others is
+            // parsed in one simd-json call.
+            let mut i = 0;
+            while i < spans.len() {
+                if let Some(k) = spans[i].fields.take() {
+                    each(spans[i].record(buf), k);
+                    i += 1;
+                    continue;
+                }
+                let run_end = spans[i..]
+                    .iter()
+                    .position(|s| s.fields.is_some())
+                    .map_or(spans.len(), |n| i + n);
+                self.parse_batch(buf, &spans[i..run_end], |span, k| each(span.record(buf), k))?;
+                i = run_end;
+            }
             Ok(true)
         });
         self.spans = spans;
@@ -248,13 +361,11 @@ fn as_str<'a>(n: &Node<'a>) -> Option<&'a str> {
     }
 }
 
-fn as_bool(n: &Node<'_>) -> Option<bool> {
+fn scalar<'a>(n: &Node<'a>) -> Scalar<'a> {
     match n {
-        Node::Static(StaticNode::Bool(b)) => Some(*b),
-        // Older records and some services write booleans as strings.
-        Node::String("true") => Some(true),
-        Node::String("false") => Some(false),
-        _ => None,
+        Node::String(s) => Scalar::Str(s),
+        Node::Static(StaticNode::Bool(b)) => Scalar::Bool(*b),
+        _ => Scalar::Other,
     }
 }
 
@@ -279,54 +390,17 @@ fn members<'t, 'i>(
 
 fn extract(nodes: &[Node<'_>]) -> Option<KeyFields> {
     let mut k = KeyFields::default();
-    members(nodes, |key, v| {
-        let first = &v[0];
-        match key {
-            "eventTime" => {
-                if let Some(s) = as_str(first) {
-                    k.event_time_ms = parse_rfc3339_ms(s);
-                    k.event_time = k.put(s);
+    members(nodes, |key, v| match top_member(key.as_bytes()) {
+        Some(Member::UserIdentity) => {
+            // A `userIdentity` that is not an object has no fields to read.
+            let _ = members(v, |ukey, uv| {
+                if let Some(m) = user_member(ukey.as_bytes()) {
+                    k.set(m, scalar(&uv[0]));
                 }
-            }
-            "readOnly" => k.read_only = as_bool(first),
-            "managementEvent" => k.management_event = as_bool(first),
-            "userIdentity" => {
-                members(v, |ukey, uv| {
-                    let Some(s) = as_str(&uv[0]) else { return };
-                    match ukey {
-                        "type" => k.user_type = k.put(s),
-                        "arn" => k.user_arn = k.put(s),
-                        "accountId" => k.user_account_id = k.put(s),
-                        "principalId" => k.user_principal_id = k.put(s),
-                        "userName" => k.user_name = k.put(s),
-                        _ => {}
-                    }
-                });
-            }
-            _ => {
-                let Some(s) = as_str(first) else { return };
-                let slot = match key {
-                    "eventID" => &mut k.event_id,
-                    "eventName" => &mut k.event_name,
-                    "eventSource" => &mut k.event_source,
-                    "awsRegion" => &mut k.aws_region,
-                    "eventType" => &mut k.event_type,
-                    "eventCategory" => &mut k.event_category,
-                    "eventVersion" => &mut k.event_version,
-                    "recipientAccountId" => &mut k.recipient_account_id,
-                    "sourceIPAddress" => &mut k.source_ip_address,
-                    "errorCode" => &mut k.error_code,
-                    _ => return,
-                };
-                let start = k.text.len() as u32;
-                k.text.push_str(s);
-                *slot = Span {
-                    start,
-                    len: s.len() as u32,
-                    present: true,
-                };
-            }
+            });
         }
+        Some(m) => k.set(m, scalar(&v[0])),
+        None => {}
     })?;
     Some(k)
 }

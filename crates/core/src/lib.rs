@@ -3,13 +3,15 @@
 //!
 //! - [`decompress`]: format sniffing by magic bytes, the size/ratio guard.
 //! - [`splitter`]: streaming split of `{"Records":[...]}` into exact record byte ranges.
-//! - [`fields`]: key fields of a record with simd-json.
+//! - `fastscan`: one-pass validation and key fields for the records CloudTrail writes.
+//! - [`fields`]: key fields of a record with simd-json (the reference, and the slow path).
 //! - [`reader`]: the synchronous path from a `Read` to records.
 //! - [`keys`]: S3 key layouts (log, digest, insight).
 //! - [`notify`]: SQS message bodies to the S3 objects they name.
 //! - [`timefmt`]: RFC 3339 timestamps.
 
 mod blockscan;
+mod fastscan;
 pub mod decompress;
 pub mod error;
 pub mod fields;

@@ -2,12 +2,15 @@
 //! `"Records"` array without building a document, so memory is bounded by the largest record,
 //! not by the file.
 //!
-//! The splitter only tracks strings, escapes and nesting depth; it does not validate a record's
-//! JSON. Each record is validated afterwards by simd-json when its key fields are read
-//! (see [`crate::fields`]), so every byte still passes a real parser.
+//! Each record is first offered to [`crate::fastscan`], which finds its end, validates it and
+//! reads its key fields in one pass. A record it declines is split by the byte scan here, which
+//! only tracks strings, escapes and nesting depth, and is validated afterwards by simd-json
+//! when its key fields are read (see [`crate::fields`]). Either way every byte is checked.
 
 use crate::blockscan::{self, escaped_by_backslashes, masks, prefix_xor, BLOCK};
 use crate::error::ParseError;
+use crate::fastscan::{FastScanner, Outcome};
+use crate::fields::KeyFields;
 use memchr::memchr2;
 
 /// Resource limits that keep a hostile or broken file from taking the worker down.
@@ -53,7 +56,7 @@ pub struct RawRecord<'a> {
 }
 
 /// A record's place in the splitter's buffer (see [`RecordSplitter::next_batch`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordSpan {
     pub index: u64,
     pub offset: u64,
@@ -61,6 +64,9 @@ pub struct RecordSpan {
     pub start: usize,
     pub end: usize,
     pub has_line_break: bool,
+    /// Set when the fast path already validated the record and read its key fields; `None`
+    /// means the record still has to go through simd-json.
+    pub fields: Option<KeyFields>,
 }
 
 impl RecordSpan {
@@ -96,6 +102,9 @@ enum State {
     ArrayFirst,
     /// After `,` inside `Records`.
     ArrayNext,
+    /// Inside a record, scanned by [`crate::fastscan`].
+    FastRecord,
+    /// Inside a record the fast scan declined: the byte scan finds its end.
     InRecord,
     AfterRecord,
     /// After a top-level value: `,` or `}`.
@@ -125,6 +134,8 @@ pub struct RecordSplitter {
     index: u64,
     limits: Limits,
     failed: Option<ParseError>,
+    fast: FastScanner,
+    fast_records: u64,
 }
 
 fn is_ws(b: u8) -> bool {
@@ -163,6 +174,8 @@ impl RecordSplitter {
             index: 0,
             limits,
             failed: None,
+            fast: FastScanner::default(),
+            fast_records: 0,
         }
     }
 
@@ -178,6 +191,11 @@ impl RecordSplitter {
     /// Records handed out so far.
     pub fn records_seen(&self) -> u64 {
         self.index
+    }
+
+    /// Of those, the records the fast path validated (the rest went through simd-json).
+    pub fn fast_records(&self) -> u64 {
+        self.fast_records
     }
 
     /// Appends decompressed bytes. Discards what earlier records used first, so the buffer holds
@@ -215,7 +233,7 @@ impl RecordSplitter {
     }
 
     fn value_start_if_holding(&self) -> usize {
-        if self.state == State::InRecord {
+        if matches!(self.state, State::InRecord | State::FastRecord) {
             self.value_start
         } else {
             usize::MAX
@@ -270,42 +288,29 @@ impl RecordSplitter {
         }
         loop {
             match self.state {
+                State::FastRecord => {
+                    let max_depth = self.limits.max_depth;
+                    match self.fast.resume(&self.buf[self.value_start..], max_depth) {
+                        Outcome::Record {
+                            len,
+                            fields,
+                            has_line_break,
+                        } => {
+                            self.fast_records += 1;
+                            let end = self.value_start + len;
+                            return self.record_done(end, has_line_break, Some(fields));
+                        }
+                        Outcome::NeedMore => return self.record_incomplete(),
+                        Outcome::Declined => {
+                            // The byte scan starts over from the record's `{`.
+                            self.pos = self.value_start;
+                            self.state = State::InRecord;
+                        }
+                    }
+                }
                 State::InRecord => match self.scan_value()? {
-                    Scan::NeedMore => {
-                        let held = self.buf.len() - self.value_start;
-                        if held > self.limits.max_record_bytes {
-                            let e = ParseError::RecordTooLarge {
-                                index: self.index,
-                                offset: self.abs(self.value_start),
-                                limit: self.limits.max_record_bytes,
-                            };
-                            return Err(self.fail(e));
-                        }
-                        return Ok(None);
-                    }
-                    Scan::Complete(end) => {
-                        let start = self.value_start;
-                        if end - start > self.limits.max_record_bytes {
-                            let e = ParseError::RecordTooLarge {
-                                index: self.index,
-                                offset: self.abs(start),
-                                limit: self.limits.max_record_bytes,
-                            };
-                            return Err(self.fail(e));
-                        }
-                        self.state = State::AfterRecord;
-                        self.consumed = end;
-                        self.pos = end;
-                        let index = self.index;
-                        self.index += 1;
-                        return Ok(Some(RecordSpan {
-                            index,
-                            offset: self.base + start as u64,
-                            start,
-                            end,
-                            has_line_break: self.line_break,
-                        }));
-                    }
+                    Scan::NeedMore => return self.record_incomplete(),
+                    Scan::Complete(end) => return self.record_done(end, self.line_break, None),
                 },
                 State::SkipValue => match self.scan_value()? {
                     Scan::NeedMore => {
@@ -330,6 +335,48 @@ impl RecordSplitter {
                 }
             }
         }
+    }
+
+    /// The record being scanned goes on past the buffer: fine unless it is already too large.
+    fn record_incomplete(&mut self) -> Result<Option<RecordSpan>, ParseError> {
+        let held = self.buf.len() - self.value_start;
+        if held > self.limits.max_record_bytes {
+            return Err(self.too_large());
+        }
+        Ok(None)
+    }
+
+    fn record_done(
+        &mut self,
+        end: usize,
+        has_line_break: bool,
+        fields: Option<KeyFields>,
+    ) -> Result<Option<RecordSpan>, ParseError> {
+        let start = self.value_start;
+        if end - start > self.limits.max_record_bytes {
+            return Err(self.too_large());
+        }
+        self.state = State::AfterRecord;
+        self.consumed = end;
+        self.pos = end;
+        let index = self.index;
+        self.index += 1;
+        Ok(Some(RecordSpan {
+            index,
+            offset: self.abs(start),
+            start,
+            end,
+            has_line_break,
+            fields,
+        }))
+    }
+
+    fn too_large(&mut self) -> ParseError {
+        self.fail(ParseError::RecordTooLarge {
+            index: self.index,
+            offset: self.abs(self.value_start),
+            limit: self.limits.max_record_bytes,
+        })
     }
 
     /// Advances through the top-level structure by one token. Returns false when out of input.
@@ -436,7 +483,12 @@ impl RecordSplitter {
                     self.depth = 0;
                     self.in_string = false;
                     self.line_break = false;
-                    self.state = State::InRecord;
+                    self.state = if blockscan::ENABLED {
+                        self.fast.start();
+                        State::FastRecord
+                    } else {
+                        State::InRecord
+                    };
                 } else {
                     let e = ParseError::RecordNotObject {
                         index: self.index,
@@ -468,7 +520,7 @@ impl RecordSplitter {
                 }
                 _ => return Err(self.syntax(at, "',' or '}' after a top-level value", b)),
             },
-            State::InRecord | State::SkipValue | State::End => {}
+            State::FastRecord | State::InRecord | State::SkipValue | State::End => {}
         }
         self.consumed = self.pos;
         Ok(true)
@@ -632,7 +684,7 @@ impl RecordSplitter {
             State::End => return Err(self.fail(ParseError::NoRecordsArray)),
             State::Start if offset == 0 => "an empty file",
             State::Start => "leading whitespace (no JSON object)",
-            State::InRecord => "a record",
+            State::FastRecord | State::InRecord => "a record",
             State::ArrayFirst | State::ArrayNext | State::AfterRecord => "the Records array",
             State::KeyString => "a top-level key",
             _ => "the top-level object",
