@@ -212,7 +212,7 @@ impl FastScanner {
             let t = tokens.trailing_zeros() as usize;
             tokens &= tokens - 1;
             let at = pos + t;
-            let c = block[t];
+            let c = block[t & (BLOCK - 1)];
             // Dispatch on the state first: what may come next is then mostly one byte, so the
             // branches follow the record's rhythm (key, colon, value, comma) and predict well.
             match state {
@@ -332,6 +332,19 @@ impl FastScanner {
         if m.control & in_str & upto != 0 {
             return Step::Declined;
         }
+        // Outside strings a control byte must be whitespace; a line break marks a
+        // pretty-printed record.
+        let mut line_break = false;
+        let mut controls = m.control & outside & upto;
+        while controls != 0 {
+            let t = controls.trailing_zeros() as usize;
+            controls &= controls - 1;
+            match block[t] {
+                b'\t' => {}
+                b'\n' | b'\r' => line_break = true,
+                _ => return Step::Declined,
+            }
+        }
         let mut escapes = escaped & upto;
         while escapes != 0 {
             let t = escapes.trailing_zeros() as usize;
@@ -343,7 +356,7 @@ impl FastScanner {
         if end.is_none() && avail < BLOCK {
             return Step::NeedMore;
         }
-        self.cur.line_break |= m.line & outside & upto != 0;
+        self.cur.line_break |= line_break;
         if let Some(t) = end {
             return Step::End(pos + t + 1);
         }
@@ -502,12 +515,11 @@ struct Classes {
     backslash: u64,
     /// `{ } [ ] : ,`
     operator: u64,
-    /// Operators, quotes and whitespace: what ends a scalar.
+    /// Operators, quotes and bytes up to 0x20 (whitespace, and control bytes, which are
+    /// checked separately): what ends a scalar.
     delimiter: u64,
-    /// Bytes below 0x20 (never allowed raw in a string).
+    /// Bytes below 0x20: never allowed raw in a string, only `\t \n \r` outside one.
     control: u64,
-    /// `\n` or `\r`.
-    line: u64,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -534,15 +546,10 @@ fn classify(block: &[u8; BLOCK]) -> Classes {
                     _mm_cmpeq_epi8(v, splat(b',')),
                 ),
             );
-            let line = _mm_or_si128(
-                _mm_cmpeq_epi8(v, splat(b'\n')),
-                _mm_cmpeq_epi8(v, splat(b'\r')),
-            );
-            let space = _mm_or_si128(
-                _mm_cmpeq_epi8(v, splat(b' ')),
-                _mm_cmpeq_epi8(v, splat(b'\t')),
-            );
-            let delimiter = _mm_or_si128(_mm_or_si128(operator, quote), _mm_or_si128(line, space));
+            // Bytes up to 0x20: space and the control bytes; the control bytes outside strings
+            // are checked one by one (`outside_controls`), they are rare.
+            let low = _mm_cmpeq_epi8(_mm_min_epu8(v, splat(0x20)), v);
+            let delimiter = _mm_or_si128(_mm_or_si128(operator, quote), low);
             let control = _mm_cmpeq_epi8(_mm_min_epu8(v, splat(0x1f)), v);
             let bits = |x: __m128i| (_mm_movemask_epi8(x) as u32 as u64) << (16 * k);
             c.quote |= bits(quote);
@@ -550,7 +557,6 @@ fn classify(block: &[u8; BLOCK]) -> Classes {
             c.operator |= bits(operator);
             c.delimiter |= bits(delimiter);
             c.control |= bits(control);
-            c.line |= bits(line);
         }
         c
     }
@@ -569,13 +575,11 @@ fn portable_classify(block: &[u8; BLOCK]) -> Classes {
     for (i, &b) in block.iter().enumerate() {
         let bit = |yes: bool| u64::from(yes) << i;
         let operator = matches!(b, b'{' | b'}' | b'[' | b']' | b':' | b',');
-        let line = b == b'\n' || b == b'\r';
         c.quote |= bit(b == b'"');
         c.backslash |= bit(b == b'\\');
         c.operator |= bit(operator);
-        c.delimiter |= bit(operator || line || b == b'"' || b == b' ' || b == b'\t');
+        c.delimiter |= bit(operator || b == b'"' || b <= 0x20);
         c.control |= bit(b < 0x20);
-        c.line |= bit(line);
     }
     c
 }

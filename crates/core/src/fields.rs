@@ -157,18 +157,24 @@ impl Scalar<'_> {
 
 /// The key fields among a record's top-level members.
 pub(crate) fn top_member(key: &[u8]) -> Option<Member> {
+    use Member::Text;
+    // Grouped by the common prefix so that a key costs a few byte compares, not a string
+    // compare per candidate: every record has some twenty top-level keys.
     Some(match key {
-        b"eventTime" => Member::Text(Slot::EventTime),
-        b"eventID" => Member::Text(Slot::EventId),
-        b"eventName" => Member::Text(Slot::EventName),
-        b"eventSource" => Member::Text(Slot::EventSource),
-        b"awsRegion" => Member::Text(Slot::AwsRegion),
-        b"eventType" => Member::Text(Slot::EventType),
-        b"eventCategory" => Member::Text(Slot::EventCategory),
-        b"eventVersion" => Member::Text(Slot::EventVersion),
-        b"recipientAccountId" => Member::Text(Slot::RecipientAccountId),
-        b"sourceIPAddress" => Member::Text(Slot::SourceIpAddress),
-        b"errorCode" => Member::Text(Slot::ErrorCode),
+        [b'e', b'v', b'e', b'n', b't', rest @ ..] => Text(match rest {
+            b"Time" => Slot::EventTime,
+            b"ID" => Slot::EventId,
+            b"Name" => Slot::EventName,
+            b"Source" => Slot::EventSource,
+            b"Type" => Slot::EventType,
+            b"Category" => Slot::EventCategory,
+            b"Version" => Slot::EventVersion,
+            _ => return None,
+        }),
+        b"awsRegion" => Text(Slot::AwsRegion),
+        b"recipientAccountId" => Text(Slot::RecipientAccountId),
+        b"sourceIPAddress" => Text(Slot::SourceIpAddress),
+        b"errorCode" => Text(Slot::ErrorCode),
         b"readOnly" => Member::ReadOnly,
         b"managementEvent" => Member::ManagementEvent,
         b"userIdentity" => Member::UserIdentity,
