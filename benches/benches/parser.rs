@@ -69,7 +69,7 @@ fn unroll(c: &mut Criterion) {
                 })
             },
         );
-        g.bench_with_input(BenchmarkId::new("splitter_only", name), &file, |b, f| {
+        g.bench_with_input(BenchmarkId::new("splitter_with_fast_scan", name), &file, |b, f| {
             b.iter(|| {
                 let mut s = RecordSplitter::new(limits.clone());
                 let mut n = 0usize;

@@ -1,5 +1,8 @@
-//! Key fields of a record, read with simd-json. The record's original bytes are never touched:
-//! they are copied to a scratch buffer because simd-json unescapes in place.
+//! Key fields of a record, read with simd-json: the reference parser, and the path of every
+//! record the fast scanner ([`crate::fastscan`]) declines. The member table ([`top_member`],
+//! [`user_member`], [`KeyFields::set`]) is shared by both, so they cannot disagree on what a
+//! key field is. The record's original bytes are never touched: they are copied to a scratch
+//! buffer because simd-json unescapes in place.
 
 use crate::error::ParseError;
 use crate::splitter::{RawRecord, RecordSpan, RecordSplitter};
