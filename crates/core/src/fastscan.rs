@@ -23,6 +23,9 @@ use crate::fields::{top_member, user_member, KeyFields, Member, Scalar};
 use memchr::memchr2;
 
 /// What [`FastScanner::resume`] found.
+// The record variant is the common one and its fields move straight into the span; boxing them
+// would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Outcome {
     /// A valid record, `len` bytes from the start of the slice given.

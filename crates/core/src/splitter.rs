@@ -598,6 +598,13 @@ impl RecordSplitter {
                     } else {
                         (1u64 << used) - 1
                     };
+                    // Escapes are applied to every quote here, so a backslash outside a string
+                    // would split differently from the byte loop; it is never valid JSON.
+                    let stray = m.backslash & !in_str & upto;
+                    if stray != 0 {
+                        let at = self.abs(i + stray.trailing_zeros() as usize);
+                        return Err(self.syntax(at, "no backslash outside a string", b'\\'));
+                    }
                     if m.line & !in_str & upto != 0 {
                         line_break = true;
                     }
@@ -650,6 +657,10 @@ impl RecordSplitter {
                         }
                     }
                     b'\n' | b'\r' => line_break = true,
+                    b'\\' => {
+                        let at = self.abs(i - 1);
+                        return Err(self.syntax(at, "no backslash outside a string", c));
+                    }
                     _ => {}
                 }
             }
@@ -738,6 +749,30 @@ mod tests {
         }
         let end = s.finish();
         (out, end)
+    }
+
+    /// A backslash outside a string is invalid JSON; the block scan and the byte loop would
+    /// split around it differently, so both refuse it at the same offset (found by the
+    /// `record_oracle` fuzz target: a file accepted whole, rejected in chunks).
+    #[test]
+    fn backslash_outside_a_string_fails_the_same_in_any_chunking() {
+        let pad = "x".repeat(70);
+        for file in [
+            format!(r#"{{"Records":[],"u":{{"t":"{pad}","a":1\":\"2{{"b":"}}"}}}}"#),
+            format!(r#"{{"Records":[{{"t":"{pad}","a":1\":\"2}}]}}"#),
+            r#"{"Records":[{"a":\"x"}]}"#.to_string(),
+        ] {
+            let at = file.find('\\').expect("a backslash") as u64;
+            for chunk in [1, 7, 64, file.len()] {
+                let (_, end) = split_chunks(file.as_bytes(), chunk);
+                match end {
+                    Err(ParseError::Syntax { offset, .. }) => {
+                        assert_eq!(offset, at, "{file} in chunks of {chunk}")
+                    }
+                    other => panic!("{file} in chunks of {chunk}: {other:?}"),
+                }
+            }
+        }
     }
 
     #[test]
