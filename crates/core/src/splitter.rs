@@ -381,10 +381,11 @@ impl RecordSplitter {
 
     /// Advances through the top-level structure by one token. Returns false when out of input.
     fn step_structure(&mut self) -> Result<bool, ParseError> {
-        // Whitespace between tokens.
+        // Whitespace between tokens. Inside a key or a scalar it is content or the scalar's
+        // end, which matters when a chunk boundary falls just before it.
         while self.pos < self.buf.len()
             && is_ws(self.buf[self.pos])
-            && self.state != State::KeyString
+            && !matches!(self.state, State::KeyString | State::SkipScalar)
         {
             self.pos += 1;
         }
@@ -772,6 +773,21 @@ mod tests {
                     other => panic!("{file} in chunks of {chunk}: {other:?}"),
                 }
             }
+        }
+    }
+
+    /// A top-level scalar ended by whitespace that arrives in the next chunk (found by the
+    /// `record_oracle` fuzz target: the whitespace was skipped as if between tokens).
+    #[test]
+    fn top_level_scalar_end_across_chunks() {
+        let file = br#"{"Records":[],"n":12 "x"}"#;
+        let at = file.iter().rposition(|&b| b == b'"').expect("quote") - 2;
+        for chunk in [1, 2, 19, 20, file.len()] {
+            let (_, end) = split_chunks(file, chunk);
+            assert!(
+                matches!(end, Err(ParseError::Syntax { offset, .. }) if offset == at as u64),
+                "chunks of {chunk}: {end:?}"
+            );
         }
     }
 
