@@ -69,19 +69,23 @@ fn unroll(c: &mut Criterion) {
                 })
             },
         );
-        g.bench_with_input(BenchmarkId::new("splitter_with_fast_scan", name), &file, |b, f| {
-            b.iter(|| {
-                let mut s = RecordSplitter::new(limits.clone());
-                let mut n = 0usize;
-                for chunk in f.chunks(256 * 1024) {
-                    s.push(chunk);
-                    while let Ok(Some(r)) = s.next_record() {
-                        n += r.bytes.len();
+        g.bench_with_input(
+            BenchmarkId::new("splitter_with_fast_scan", name),
+            &file,
+            |b, f| {
+                b.iter(|| {
+                    let mut s = RecordSplitter::new(limits.clone());
+                    let mut n = 0usize;
+                    for chunk in f.chunks(256 * 1024) {
+                        s.push(chunk);
+                        while let Ok(Some(r)) = s.next_record() {
+                            n += r.bytes.len();
+                        }
                     }
-                }
-                black_box((n, s.finish()))
-            })
-        });
+                    black_box((n, s.finish()))
+                })
+            },
+        );
     }
     g.finish();
 

@@ -601,7 +601,10 @@ mod tests {
         let whole = s.resume(rec, 128);
         s.start();
         let mut pieces = Outcome::NeedMore;
-        for n in (chunk.min(rec.len())..rec.len()).step_by(chunk).chain([rec.len()]) {
+        for n in (chunk.min(rec.len())..rec.len())
+            .step_by(chunk)
+            .chain([rec.len()])
+        {
             pieces = s.resume(&rec[..n], 128);
             if !matches!(pieces, Outcome::NeedMore) {
                 break;
@@ -809,7 +812,8 @@ mod tests {
         let value = leaf.prop_recursive(5, 40, 6, move |inner| {
             let key = key.clone();
             prop_oneof![
-                prop::collection::vec(inner.clone(), 0..5).prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec(inner.clone(), 0..5)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
                 prop::collection::vec((key, inner), 0..6).prop_map(|kv| {
                     let members: Vec<String> = kv
                         .into_iter()
@@ -828,7 +832,7 @@ mod tests {
                         Just("readOnly"),
                         Just("x")
                     ],
-                    value
+                    value,
                 ),
                 0..8,
             ),
@@ -889,7 +893,11 @@ mod tests {
     fn has_long_number(text: &str) -> bool {
         let mut run = 0;
         text.bytes().any(|b| {
-            run = if b.is_ascii_digit() || b == b'.' { run + 1 } else { 0 };
+            run = if b.is_ascii_digit() || b == b'.' {
+                run + 1
+            } else {
+                0
+            };
             run > 18
         })
     }

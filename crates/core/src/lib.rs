@@ -11,9 +11,9 @@
 //! - [`timefmt`]: RFC 3339 timestamps.
 
 mod blockscan;
-mod fastscan;
 pub mod decompress;
 pub mod error;
+mod fastscan;
 pub mod fields;
 pub mod keys;
 pub mod notify;
