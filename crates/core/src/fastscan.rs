@@ -211,6 +211,20 @@ impl FastScanner {
             ..
         } = self.cur;
         let mut end = None;
+        // Closing the innermost container; the record's own `}` ends the scan.
+        macro_rules! close {
+            ($t:expr) => {
+                depth -= 1;
+                state = COMMA_OR_CLOSE;
+                if depth <= 1 {
+                    in_user = false;
+                    if depth == 0 {
+                        end = Some($t);
+                        break;
+                    }
+                }
+            };
+        }
         while tokens != 0 {
             let t = tokens.trailing_zeros() as usize;
             tokens &= tokens - 1;
@@ -230,14 +244,7 @@ impl FastScanner {
                     if c == b',' {
                         state = if in_array { VALUE } else { KEY };
                     } else if c == if in_array { b']' } else { b'}' } {
-                        depth -= 1;
-                        if depth <= 1 {
-                            in_user = false;
-                            if depth == 0 {
-                                end = Some(t);
-                                break;
-                            }
-                        }
+                        close!(t);
                     } else {
                         return Step::Declined;
                     }
@@ -261,15 +268,7 @@ impl FastScanner {
                         state = COLON;
                     } else if c == b'}' && state == KEY_OR_CLOSE {
                         // `{}`
-                        depth -= 1;
-                        state = COMMA_OR_CLOSE;
-                        if depth <= 1 {
-                            in_user = false;
-                            if depth == 0 {
-                                end = Some(t);
-                                break;
-                            }
-                        }
+                        close!(t);
                     } else {
                         return Step::Declined;
                     }
@@ -308,9 +307,8 @@ impl FastScanner {
                             }
                         }
                     } else if c == b']' && state == VALUE_OR_CLOSE {
-                        // `[]`; an empty array is never the record itself.
-                        depth -= 1;
-                        state = COMMA_OR_CLOSE;
+                        // `[]`
+                        close!(t);
                     } else if c == b'}' || c == b']' || c == b':' || c == b',' {
                         return Step::Declined;
                     } else {
