@@ -52,7 +52,7 @@ const COLON: u8 = 4;
 const COMMA_OR_CLOSE: u8 = 5;
 
 /// The `arrays` bit stack holds one bit per open container.
-const MAX_DEPTH: u32 = 127;
+const MAX_DEPTH: u32 = 63;
 
 /// A key longer than this (as written, escapes included) cannot be a key field's name, so its
 /// end need not be found.
@@ -77,7 +77,7 @@ struct Cursor {
     state: u8,
     depth: u32,
     /// Bit `d` is set when the container at depth `d` is an array.
-    arrays: u128,
+    arrays: u64,
     /// The key field whose value comes next.
     pending: Option<Member>,
     /// Inside the `userIdentity` object (at depth 2).
@@ -184,7 +184,7 @@ impl FastScanner {
         // The last bytes of the buffer are padded with spaces (whitespace: no tokens, nothing
         // to check); whatever needs the real bytes past them reports NeedMore.
         let padded: [u8; BLOCK];
-        let block = match rec[pos..].first_chunk::<BLOCK>() {
+        let bytes = match rec[pos..].first_chunk::<BLOCK>() {
             Some(b) => b,
             None => {
                 let mut p = [b' '; BLOCK];
@@ -193,15 +193,82 @@ impl FastScanner {
                 &padded
             }
         };
-        let m = classify(block);
+        let m = classify(bytes);
         let (escaped, carry) = escaped_by_backslashes(m.backslash);
         let quote = m.quote & !escaped;
         let in_str = prefix_xor(quote) ^ if self.cur.in_string { !0 } else { 0 };
         let outside = !in_str;
         let atoms = !m.delimiter & outside;
-        let atom_starts = atoms & !((atoms << 1) | u64::from(self.cur.prev_atom));
-        let mut tokens = (m.operator & outside) | (quote & in_str) | atom_starts;
+        let b = Scanned {
+            pos,
+            bytes,
+            m,
+            quote,
+            in_str,
+            atom_starts: atoms & !((atoms << 1) | u64::from(self.cur.prev_atom)),
+        };
+        let walked = self.walk(rec, &b, max_depth);
+        let w = match walked {
+            Ok(w) => w,
+            Err(step) => return step,
+        };
 
+        // String contents, up to the record's end when it ends in this block.
+        let upto = upto(w.end);
+        if m.control & in_str & upto != 0 {
+            return Step::Declined;
+        }
+        // Outside strings a control byte must be whitespace; a line break marks a
+        // pretty-printed record.
+        let mut line_break = false;
+        let mut controls = m.control & outside & upto;
+        while controls != 0 {
+            let t = controls.trailing_zeros() as usize;
+            controls &= controls - 1;
+            match bytes[t] {
+                b'\t' => {}
+                b'\n' | b'\r' => line_break = true,
+                _ => return Step::Declined,
+            }
+        }
+        let mut escapes = escaped & upto;
+        while escapes != 0 {
+            let t = escapes.trailing_zeros() as usize;
+            escapes &= escapes - 1;
+            if let Err(step) = check_escape(rec, pos + t, &mut low_surrogate_at) {
+                return step;
+            }
+        }
+        if w.end.is_none() && avail < BLOCK {
+            return Step::NeedMore;
+        }
+        self.cur.line_break |= line_break;
+        if let Some(t) = w.end {
+            return Step::End(pos + t + 1);
+        }
+        self.cur = Cursor {
+            pos: pos + BLOCK,
+            state: w.state,
+            depth: w.depth,
+            arrays: w.arrays,
+            pending: w.pending,
+            in_user: w.in_user,
+            in_string: in_str >> 63 == 1,
+            prev_atom: atoms >> 63 == 1,
+            escape_pending: carry,
+            low_surrogate_at,
+            ..self.cur
+        };
+        Step::Block
+    }
+
+    /// The grammar check: visits every token (structural character, string start, scalar
+    /// start) and steps the state machine.
+    #[inline(always)]
+    fn walk(&mut self, rec: &[u8], b: &Scanned, max_depth: u32) -> Result<Walked, Step> {
+        let (pos, m) = (b.pos, &b.m);
+        let outside = !b.in_str;
+        let mut tokens = (m.operator & outside) | (b.quote & b.in_str) | b.atom_starts;
         let Cursor {
             mut state,
             mut depth,
@@ -229,13 +296,13 @@ impl FastScanner {
             let t = tokens.trailing_zeros() as usize;
             tokens &= tokens - 1;
             let at = pos + t;
-            let c = block[t & (BLOCK - 1)];
+            let c = b.bytes[t & (BLOCK - 1)];
             // Dispatch on the state first: what may come next is then mostly one byte, so the
             // branches follow the record's rhythm (key, colon, value, comma) and predict well.
             match state {
                 COLON => {
                     if c != b':' {
-                        return Step::Declined;
+                        return Err(Step::Declined);
                     }
                     state = VALUE;
                 }
@@ -246,51 +313,33 @@ impl FastScanner {
                     } else if c == if in_array { b']' } else { b'}' } {
                         close!(t);
                     } else {
-                        return Step::Declined;
+                        return Err(Step::Declined);
                     }
                 }
                 KEY | KEY_OR_CLOSE => {
                     if c == b'"' {
                         if depth == 1 || (in_user && depth == 2) {
-                            pending = match string_end(rec, at, t, &m, KEY_WINDOW) {
-                                Ok(Some(end)) => {
-                                    let name = &rec[at + 1..end];
-                                    if depth == 1 {
-                                        top_member(name)
-                                    } else {
-                                        user_member(name)
-                                    }
-                                }
-                                Ok(None) => None,
-                                Err(step) => return step,
-                            };
+                            pending = key_member(rec, at, t, m, depth)?.map(|(member, _)| member);
                         }
                         state = COLON;
                     } else if c == b'}' && state == KEY_OR_CLOSE {
                         // `{}`
                         close!(t);
                     } else {
-                        return Step::Declined;
+                        return Err(Step::Declined);
                     }
                 }
                 _ => {
                     // VALUE or VALUE_OR_CLOSE
                     if c == b'"' {
                         if let Some(member) = pending.take() {
-                            match string_end(rec, at, t, &m, usize::MAX) {
-                                Ok(Some(end)) => {
-                                    let start = at + 1;
-                                    self.found.push((member, Value::Str { start, end }));
-                                }
-                                Ok(None) => return Step::Declined,
-                                Err(step) => return step,
-                            }
+                            self.found.push((member, string_value(rec, at, t, m)?));
                         }
                         state = COMMA_OR_CLOSE;
                     } else if c == b'{' || c == b'[' {
                         depth += 1;
                         if depth > max_depth {
-                            return Step::Declined;
+                            return Err(Step::Declined);
                         }
                         if c == b'[' {
                             arrays |= 1 << depth;
@@ -310,12 +359,9 @@ impl FastScanner {
                         // `[]`
                         close!(t);
                     } else if c == b'}' || c == b']' || c == b':' || c == b',' {
-                        return Step::Declined;
+                        return Err(Step::Declined);
                     } else {
-                        let value = match scalar_at(rec, at) {
-                            Ok(v) => v,
-                            Err(step) => return step,
-                        };
+                        let value = scalar_at(rec, at)?;
                         if let Some(member) = pending.take() {
                             self.found.push((member, value));
                         }
@@ -324,57 +370,89 @@ impl FastScanner {
                 }
             }
         }
-
-        // String contents, up to the record's end when it ends in this block.
-        let upto = match end {
-            Some(63) | None => !0,
-            Some(t) => (1u64 << (t + 1)) - 1,
-        };
-        if m.control & in_str & upto != 0 {
-            return Step::Declined;
-        }
-        // Outside strings a control byte must be whitespace; a line break marks a
-        // pretty-printed record.
-        let mut line_break = false;
-        let mut controls = m.control & outside & upto;
-        while controls != 0 {
-            let t = controls.trailing_zeros() as usize;
-            controls &= controls - 1;
-            match block[t] {
-                b'\t' => {}
-                b'\n' | b'\r' => line_break = true,
-                _ => return Step::Declined,
-            }
-        }
-        let mut escapes = escaped & upto;
-        while escapes != 0 {
-            let t = escapes.trailing_zeros() as usize;
-            escapes &= escapes - 1;
-            if let Err(step) = check_escape(rec, pos + t, &mut low_surrogate_at) {
-                return step;
-            }
-        }
-        if end.is_none() && avail < BLOCK {
-            return Step::NeedMore;
-        }
-        self.cur.line_break |= line_break;
-        if let Some(t) = end {
-            return Step::End(pos + t + 1);
-        }
-        self.cur = Cursor {
-            pos: pos + BLOCK,
+        Ok(Walked {
             state,
             depth,
             arrays,
             pending,
             in_user,
-            in_string: in_str >> 63 == 1,
-            prev_atom: atoms >> 63 == 1,
-            escape_pending: carry,
-            low_surrogate_at,
-            ..self.cur
-        };
-        Step::Block
+            end,
+        })
+    }
+}
+
+/// One classified block and what follows from it directly.
+struct Scanned<'b> {
+    /// Offset of the block in the record.
+    pos: usize,
+    bytes: &'b [u8; BLOCK],
+    m: Classes,
+    /// Quotes that are not escaped.
+    quote: u64,
+    /// Inside a string: from an opening quote (included) to the closing one (excluded).
+    in_str: u64,
+    /// First bytes of scalars (literals and numbers, or garbage) outside strings.
+    atom_starts: u64,
+}
+
+/// The grammar state after a block's tokens.
+struct Walked {
+    state: u8,
+    depth: u32,
+    arrays: u64,
+    pending: Option<Member>,
+    in_user: bool,
+    /// Bit of the record's closing `}`, when it is in this block.
+    end: Option<usize>,
+}
+
+/// The bits of the block up to the record's end (all of them when it ends later).
+#[inline(always)]
+fn upto(end: Option<usize>) -> u64 {
+    match end {
+        Some(t) => low_bits(t + 1),
+        None => !0,
+    }
+}
+
+/// Bits `0..n`, for `n <= 64`.
+#[inline(always)]
+fn low_bits(n: usize) -> u64 {
+    if n >= BLOCK {
+        !0
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+/// The key field named by the key whose opening quote is at `rec[at]` (bit `t`), at `depth`
+/// 1 (the record's members) or 2 (userIdentity's), with the index of its closing quote.
+#[inline(always)]
+fn key_member(
+    rec: &[u8],
+    at: usize,
+    t: usize,
+    m: &Classes,
+    depth: u32,
+) -> Result<Option<(Member, usize)>, Step> {
+    let Some(end) = string_end(rec, at, t, m, KEY_WINDOW)? else {
+        return Ok(None);
+    };
+    let name = &rec[at + 1..end];
+    let member = if depth == 1 {
+        top_member(name)
+    } else {
+        user_member(name)
+    };
+    Ok(member.map(|member| (member, end)))
+}
+
+/// A key field's string value, which must be free of escapes.
+#[inline(always)]
+fn string_value(rec: &[u8], at: usize, t: usize, m: &Classes) -> Result<Value, Step> {
+    match string_end(rec, at, t, m, usize::MAX)? {
+        Some(end) => Ok(Value::Str { start: at + 1, end }),
+        None => Err(Step::Declined),
     }
 }
 
@@ -614,8 +692,25 @@ mod tests {
             "whole vs pieces of {chunk}: {}",
             String::from_utf8_lossy(rec)
         );
+        // Followed by more records, the record's last block is whole rather than padded;
+        // what the scan decides about the record must not change.
+        let mut s = FastScanner::default();
+        s.start();
+        let followed = s.resume(&[rec, FILLER].concat(), 128);
+        if matches!(whole, Outcome::Record { .. }) || matches!(followed, Outcome::Record { .. }) {
+            assert_eq!(
+                format!("{whole:?}"),
+                format!("{followed:?}"),
+                "alone vs followed: {}",
+                String::from_utf8_lossy(rec)
+            );
+        }
         whole
     }
+
+    /// Compact records that follow the one under test; balanced, and a `{` after a `,` never
+    /// continues an object, so they cannot complete a record that lacks its end.
+    const FILLER: &[u8] = br#",{"eventName":"filler","n":[1,true,null],"s":"x"},{"eventName":"filler","n":[1,true,null],"s":"x"},{"eventName":"filler","n":[1,true,null],"s":"x"}"#;
 
     /// The reference: simd-json through [`FieldParser::parse`].
     fn reference(rec: &[u8]) -> Option<KeyFields> {
@@ -757,12 +852,63 @@ mod tests {
             let mut s = FastScanner::default();
             s.start();
             let depth_limited = bad == br#"{"a":[[[[1]]]]}"#;
-            let outcome = s.resume(bad, if depth_limited { 3 } else { 128 });
-            assert!(
-                matches!(outcome, Outcome::Declined),
-                "{}: {outcome:?}",
-                String::from_utf8_lossy(bad)
-            );
+            for input in [bad.to_vec(), [bad, FILLER].concat()] {
+                s.start();
+                let outcome = s.resume(&input, if depth_limited { 3 } else { 128 });
+                assert!(
+                    matches!(outcome, Outcome::Declined),
+                    "{}: {outcome:?}",
+                    String::from_utf8_lossy(&input)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn block_boundaries_are_checked_like_the_rest() {
+        // Each snippet is moved across a block boundary byte by byte: what follows what is
+        // then checked within one block, or across two with the state carried between them.
+        let bad = [
+            r#""a"::1"#,
+            r#""a":,1"#,
+            r#""a":1,,"b":2"#,
+            r#""a":[1,]"#,
+            r#""a":[,1]"#,
+            r#""a":{,}"#,
+            r#""a":{"b"}"#,
+            r#""a":1"b":2"#,
+            r#""a":"x""y""#,
+            r#""a":true"x""#,
+            r#""a":[1}]"#,
+            r#""a":1:2"#,
+            r#""a":["x":1]"#,
+            r#""a":{"b":1,}"#,
+            r#""a":{"b":1]}"#,
+            r#""eventName"::"x""#,
+            r#""eventName""x""#,
+            r#""userIdentity":{"type""Root"}"#,
+            r#""userIdentity":{"type":"Root",}"#,
+        ];
+        let good = [
+            r#""a":[1,{"b":[]},"c",[[true]],{}]"#,
+            r#""eventName":"x","eventTime":"2020-07-21T20:56:00Z""#,
+            r#""userIdentity":{"type":"Root","arn":"a","x":{"type":"no"}},"awsRegion":"r""#,
+            r#""readOnly":true,"managementEvent":false,"errorCode":null"#,
+            r#""a":{},"b":[],"c":-1.5,"d":"","eventID":"""#,
+        ];
+        for pad in 0..70 {
+            let record = |snippet: &str| format!(r#"{{"p":"{}",{snippet}}}"#, "x".repeat(pad));
+            for snippet in bad {
+                let rec = record(snippet);
+                let mut s = FastScanner::default();
+                s.start();
+                let outcome = s.resume(&[rec.as_bytes(), FILLER].concat(), 128);
+                assert!(matches!(outcome, Outcome::Declined), "{rec}: {outcome:?}");
+            }
+            for snippet in good {
+                let rec = record(snippet);
+                assert!(check_sound(rec.as_bytes(), 64), "{rec}");
+            }
         }
     }
 
