@@ -19,7 +19,7 @@
 //! before each block and restored when the block needs bytes that have not arrived yet.
 
 use crate::blockscan::{escaped_by_backslashes, prefix_xor, BLOCK};
-use crate::fields::{top_member, user_member, KeyFields, Member, Scalar};
+use crate::fields::{top_member_in, user_member_in, KeyFields, Member, Scalar};
 use memchr::memchr2;
 
 /// What [`FastScanner::resume`] found.
@@ -438,11 +438,10 @@ fn key_member(
     let Some(end) = string_end(rec, at, t, m, KEY_WINDOW)? else {
         return Ok(None);
     };
-    let name = &rec[at + 1..end];
     let member = if depth == 1 {
-        top_member(name)
+        top_member_in(rec, at + 1, end)
     } else {
-        user_member(name)
+        user_member_in(rec, at + 1, end)
     };
     Ok(member.map(|member| (member, end)))
 }

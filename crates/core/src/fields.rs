@@ -159,42 +159,161 @@ impl Scalar<'_> {
 }
 
 /// The key fields among a record's top-level members.
-pub(crate) fn top_member(key: &[u8]) -> Option<Member> {
+const TOP_NAMES: [(&[u8], Member); 14] = {
     use Member::Text;
-    // Grouped by the common prefix so that a key costs a few byte compares, not a string
-    // compare per candidate: every record has some twenty top-level keys.
-    Some(match key {
-        [b'e', b'v', b'e', b'n', b't', rest @ ..] => Text(match rest {
-            b"Time" => Slot::EventTime,
-            b"ID" => Slot::EventId,
-            b"Name" => Slot::EventName,
-            b"Source" => Slot::EventSource,
-            b"Type" => Slot::EventType,
-            b"Category" => Slot::EventCategory,
-            b"Version" => Slot::EventVersion,
-            _ => return None,
-        }),
-        b"awsRegion" => Text(Slot::AwsRegion),
-        b"recipientAccountId" => Text(Slot::RecipientAccountId),
-        b"sourceIPAddress" => Text(Slot::SourceIpAddress),
-        b"errorCode" => Text(Slot::ErrorCode),
-        b"readOnly" => Member::ReadOnly,
-        b"managementEvent" => Member::ManagementEvent,
-        b"userIdentity" => Member::UserIdentity,
-        _ => return None,
-    })
-}
+    [
+        (b"eventTime", Text(Slot::EventTime)),
+        (b"eventID", Text(Slot::EventId)),
+        (b"eventName", Text(Slot::EventName)),
+        (b"eventSource", Text(Slot::EventSource)),
+        (b"eventType", Text(Slot::EventType)),
+        (b"eventCategory", Text(Slot::EventCategory)),
+        (b"eventVersion", Text(Slot::EventVersion)),
+        (b"awsRegion", Text(Slot::AwsRegion)),
+        (b"recipientAccountId", Text(Slot::RecipientAccountId)),
+        (b"sourceIPAddress", Text(Slot::SourceIpAddress)),
+        (b"errorCode", Text(Slot::ErrorCode)),
+        (b"readOnly", Member::ReadOnly),
+        (b"managementEvent", Member::ManagementEvent),
+        (b"userIdentity", Member::UserIdentity),
+    ]
+};
 
 /// The key fields among the members of `userIdentity`.
+const USER_NAMES: [(&[u8], Member); 5] = [
+    (b"type", Member::Text(Slot::UserType)),
+    (b"arn", Member::Text(Slot::UserArn)),
+    (b"accountId", Member::Text(Slot::UserAccountId)),
+    (b"principalId", Member::Text(Slot::UserPrincipalId)),
+    (b"userName", Member::Text(Slot::UserName)),
+];
+
+/// A name as little-endian words, zero past its end. Every key-field name fits in
+/// [`NAME_MAX`] bytes, so a lookup is one hash and four compares instead of a walk through
+/// the bytes: every record has some twenty top-level keys, and the branches of a byte-wise
+/// match on them were a visible share of the fast path.
+type Words = [u64; 3];
+const NAME_MAX: usize = 24;
+
+/// One slot of a member table: open addressing without probing, since the multipliers below
+/// were chosen so that the names' first words do not collide (checked when the table is
+/// built, at compile time).
+#[derive(Clone, Copy)]
+struct Entry {
+    len: usize,
+    words: Words,
+    member: Option<Member>,
+}
+
+struct Table<const N: usize> {
+    mul: u64,
+    slots: [Entry; N],
+}
+
+const fn words_of(name: &[u8]) -> Words {
+    let mut w = [0u64; 3];
+    let mut i = 0;
+    while i < name.len() && i < NAME_MAX {
+        w[i / 8] |= (name[i] as u64) << (8 * (i % 8));
+        i += 1;
+    }
+    w
+}
+
+impl<const N: usize> Table<N> {
+    const fn new(names: &[(&[u8], Member)], mul: u64) -> Self {
+        let empty = Entry {
+            len: usize::MAX,
+            words: [0; 3],
+            member: None,
+        };
+        let mut slots = [empty; N];
+        let mut i = 0;
+        while i < names.len() {
+            let (name, member) = names[i];
+            assert!(name.len() <= NAME_MAX);
+            let words = words_of(name);
+            let slot = Self::slot(mul, words[0]);
+            assert!(slots[slot].member.is_none(), "two names share a slot");
+            slots[slot] = Entry {
+                len: name.len(),
+                words,
+                member: Some(member),
+            };
+            i += 1;
+        }
+        Table { mul, slots }
+    }
+
+    #[inline(always)]
+    const fn slot(mul: u64, first: u64) -> usize {
+        (first.wrapping_mul(mul) >> (64 - N.trailing_zeros())) as usize
+    }
+
+    #[inline(always)]
+    fn get(&self, len: usize, words: Words) -> Option<Member> {
+        let e = &self.slots[Self::slot(self.mul, words[0]) % N];
+        if e.len == len && e.words == words {
+            e.member
+        } else {
+            None
+        }
+    }
+
+    /// The member named by `name`.
+    fn name(&self, name: &[u8]) -> Option<Member> {
+        if name.len() > NAME_MAX {
+            return None;
+        }
+        self.get(name.len(), words_of(name))
+    }
+
+    /// The member named by `buf[start..end]`, read as three word loads when `buf` has
+    /// [`NAME_MAX`] bytes from `start` (it does, but at the very end of a buffer).
+    #[inline(always)]
+    fn name_in(&self, buf: &[u8], start: usize, end: usize) -> Option<Member> {
+        let len = end - start;
+        if len > NAME_MAX {
+            return None;
+        }
+        let Some(bytes) = buf.get(start..).and_then(|b| b.first_chunk::<NAME_MAX>()) else {
+            return self.name(&buf[start..end]);
+        };
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[8 * i..8 * i + 8]);
+            let keep = len.saturating_sub(8 * i).min(8);
+            // Shifting by 64 is not defined, hence two steps for a whole word.
+            let mask = (!0u64 >> (64 - 8 * keep as u32).min(63)) >> u32::from(keep == 0);
+            u64::from_le_bytes(w) & mask
+        };
+        self.get(len, [word(0), word(1), word(2)])
+    }
+}
+
+static TOP: Table<32> = Table::new(&TOP_NAMES, 0x612e_7696_a6ce_cc1b);
+static USER: Table<8> = Table::new(&USER_NAMES, 0x5c6e_4337_15ba_2bdd);
+
+/// The key field a top-level member named `key` is.
+pub(crate) fn top_member(key: &[u8]) -> Option<Member> {
+    TOP.name(key)
+}
+
+/// The key field a `userIdentity` member named `key` is.
 pub(crate) fn user_member(key: &[u8]) -> Option<Member> {
-    Some(Member::Text(match key {
-        b"type" => Slot::UserType,
-        b"arn" => Slot::UserArn,
-        b"accountId" => Slot::UserAccountId,
-        b"principalId" => Slot::UserPrincipalId,
-        b"userName" => Slot::UserName,
-        _ => return None,
-    }))
+    USER.name(key)
+}
+
+/// [`top_member`] of `buf[start..end]`, with word loads from `buf`.
+#[inline(always)]
+pub(crate) fn top_member_in(buf: &[u8], start: usize, end: usize) -> Option<Member> {
+    TOP.name_in(buf, start, end)
+}
+
+/// [`user_member`] of `buf[start..end]`, with word loads from `buf`.
+#[inline(always)]
+pub(crate) fn user_member_in(buf: &[u8], start: usize, end: usize) -> Option<Member> {
+    USER.name_in(buf, start, end)
 }
 
 /// Reuses simd-json's buffers across records, so reading key fields allocates only the
@@ -419,6 +538,55 @@ mod tests {
     use super::*;
 
     const REC: &[u8] = br#"{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","principalId":"AIDA","arn":"arn:aws:iam::111122223333:user/Alice","accountId":"111122223333","accessKeyId":"AKIA","userName":"Al\u00e9ce","sessionContext":{"attributes":{"mfaAuthenticated":"false"}}},"eventTime":"2020-07-21T20:56:00Z","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","awsRegion":"us-east-2","sourceIPAddress":"192.0.2.1","requestParameters":{"x":[1,2,{"y":null}]},"responseElements":null,"eventID":"e-1","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"444455556666","eventCategory":"Management","errorCode":"AccessDenied"}"#;
+
+    #[test]
+    fn member_tables_name_exactly_the_key_fields() {
+        let mut buf = Vec::new();
+        for (names, lookup, lookup_in) in [
+            (
+                &TOP_NAMES[..],
+                top_member as fn(&[u8]) -> Option<Member>,
+                top_member_in as fn(&[u8], usize, usize) -> Option<Member>,
+            ),
+            (&USER_NAMES[..], user_member, user_member_in),
+        ] {
+            for &(name, member) in names {
+                assert_eq!(lookup(name), Some(member));
+                // Near misses: one byte changed, added or removed, at either end.
+                let mut near: Vec<Vec<u8>> = vec![
+                    name[1..].to_vec(),
+                    name[..name.len() - 1].to_vec(),
+                    [name, b"x"].concat(),
+                    [b"x", name].concat(),
+                    [name, b"\0"].concat(),
+                ];
+                for i in 0..name.len() {
+                    let mut v = name.to_vec();
+                    v[i] ^= 0x20;
+                    near.push(v);
+                }
+                for candidate in std::iter::once(name.to_vec()).chain(near) {
+                    let expected = (candidate == name).then_some(member);
+                    assert_eq!(lookup(&candidate), expected, "{:?}", candidate);
+                    // In a buffer, with bytes after it, and at the very end of one.
+                    for tail in [
+                        &b"\":\"value\",\"next\":1}xxxxxxxxxxxxxxxxxxxxxxxx"[..],
+                        b"",
+                    ] {
+                        buf.clear();
+                        buf.extend_from_slice(b"{\"");
+                        buf.extend_from_slice(&candidate);
+                        let end = buf.len();
+                        buf.extend_from_slice(tail);
+                        assert_eq!(lookup_in(&buf, 2, end), expected, "{:?}", candidate);
+                    }
+                }
+            }
+        }
+        assert_eq!(top_member(b""), None);
+        assert_eq!(top_member(&[b'e'; 40]), None);
+        assert_eq!(top_member_in(&[b'e'; 40], 0, 40), None);
+    }
 
     /// Splits `file` with the splitter and parses each batch; returns what `each` saw and the
     /// first error.
