@@ -3,36 +3,11 @@
 //! target), the splitter alone, notification parsing and key classification.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rand::SeedableRng;
 use std::io::Write;
 use trailhose_core::keys::classify_key;
 use trailhose_core::notify::parse_notification;
 use trailhose_core::{read_records, FieldMode, Limits, RecordSplitter};
-use trailhose_gen::{write_record_json, RecordContext, RecordSize};
-
-/// A `{"Records":[...]}` file of about `total` bytes made of records of the given size class.
-fn file_of(size: RecordSize, total: usize) -> Vec<u8> {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
-    let mut ctx = RecordContext {
-        size,
-        ..RecordContext::default()
-    };
-    let mut out = b"{\"Records\":[".to_vec();
-    let mut rec = Vec::new();
-    let mut first = true;
-    while out.len() < total {
-        rec.clear();
-        ctx.event_time_ms += 1000;
-        write_record_json(&mut rec, &mut rng, &ctx);
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        out.extend_from_slice(&rec);
-    }
-    out.extend_from_slice(b"]}");
-    out
-}
+use trailhose_gen::{bench_records_file, bench_size_classes};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
@@ -40,19 +15,11 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().expect("in-memory gzip")
 }
 
-fn sizes() -> Vec<(&'static str, RecordSize)> {
-    vec![
-        ("natural", RecordSize::Natural),
-        ("8KB", RecordSize::AtLeast(8 * 1024)),
-        ("64KB", RecordSize::AtLeast(64 * 1024)),
-    ]
-}
-
 fn unroll(c: &mut Criterion) {
     let limits = Limits::default();
     let mut g = c.benchmark_group("unroll_decompressed");
-    for (name, size) in sizes() {
-        let file = file_of(size, 16 << 20);
+    for (name, size) in bench_size_classes() {
+        let file = bench_records_file(size, 16 << 20);
         g.throughput(Throughput::Bytes(file.len() as u64));
         g.bench_with_input(
             BenchmarkId::new("records+key_fields", name),
@@ -90,8 +57,8 @@ fn unroll(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("decompress_and_unroll_gzip");
-    for (name, size) in sizes() {
-        let file = file_of(size, 16 << 20);
+    for (name, size) in bench_size_classes() {
+        let file = bench_records_file(size, 16 << 20);
         let gz = gzip(&file);
         g.throughput(Throughput::Bytes(file.len() as u64));
         g.bench_with_input(BenchmarkId::new("records+key_fields", name), &gz, |b, f| {

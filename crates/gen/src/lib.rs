@@ -575,3 +575,36 @@ pub fn write_record_json<R: Rng + ?Sized>(buf: &mut Vec<u8>, rng: &mut R, ctx: &
     record::write_record(&mut j, rng, ctx);
     *buf = j.buf;
 }
+
+/// The record sizes the parser benchmarks report: natural records, and records padded to at
+/// least 8 KB and 64 KB (large `requestParameters`, as some services write).
+pub fn bench_size_classes() -> [(&'static str, RecordSize); 3] {
+    [
+        ("natural", RecordSize::Natural),
+        ("8KB", RecordSize::AtLeast(8 * 1024)),
+        ("64KB", RecordSize::AtLeast(64 * 1024)),
+    ]
+}
+
+/// A decompressed `{"Records":[...]}` file of about `total` bytes of records of one size
+/// class, the same for every caller (fixed seed): the parser benchmarks' input.
+pub fn bench_records_file(size: RecordSize, total: usize) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(42);
+    let mut ctx = RecordContext {
+        size,
+        ..RecordContext::default()
+    };
+    let mut out = b"{\"Records\":[".to_vec();
+    let mut rec = Vec::new();
+    while out.len() < total {
+        rec.clear();
+        ctx.event_time_ms += 1000;
+        write_record_json(&mut rec, &mut rng, &ctx);
+        if out.len() > 12 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&rec);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The parser core next to simdjson (C++) on the same records, in the same run: the ratio is
+# the figure (machines here are noisy, absolute MiB/s are not comparable across runs).
+#
+#   apt-get install libsimdjson-dev g++      # the baseline only; not needed by trailhose
+#   benches/simdjson-baseline.sh [ROUNDS=2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-2}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+TARGET=${CARGO_TARGET_DIR:-target}
+
+cargo build --quiet --release -p trailhose-core --example parser_core
+g++ -O3 -march=native -std=c++17 benches/simdjson-baseline/records.cpp -o "$WORK/simdjson-records" -lsimdjson
+
+"$TARGET/release/examples/parser_core" --ndjson "$WORK" > "$WORK/ours.txt"
+for round in $(seq "$ROUNDS"); do
+  echo "== round $round"
+  "$TARGET/release/examples/parser_core" | tee "$WORK/ours.txt"
+  "$WORK/simdjson-records" "$WORK/natural.ndjson" "$WORK/8KB.ndjson" "$WORK/64KB.ndjson" | tee "$WORK/simdjson.txt"
+  python3 - "$WORK/ours.txt" "$WORK/simdjson.txt" <<'PY'
+import re, sys
+ours = {l.split()[0]: float(l.split()[2]) for l in open(sys.argv[1])}
+base = {}
+for l in open(sys.argv[2]):
+    m = re.match(r"(\S+)\s+simdjson DOM parse per record\s+([\d.]+)", l)
+    if m:
+        base[m.group(1)] = float(m.group(2))
+for k in ours:
+    print(f"{k:8} trailhose splitter / simdjson DOM per record = {ours[k] / base[k]:.2f}x")
+PY
+done

@@ -1,0 +1,77 @@
+//! The parser core's throughput on already-decompressed bytes (records with key fields),
+//! per record-size class, best of 15 runs over 16 MiB in memory:
+//!
+//! - `splitter`: [`RecordSplitter`] + [`FieldParser::next_batch`], the records and their key
+//!   fields as the S3 path drives them (bytes pushed in 256 KB chunks);
+//! - `read_records`: the synchronous read path over an in-memory `Read`.
+//!
+//! `--ndjson DIR` also writes each corpus's records, one per line, for outside baselines
+//! (`benches/simdjson-baseline.sh` runs simdjson on them in the same run).
+//!
+//! ```text
+//! cargo run --release -p trailhose-core --example parser_core [-- --ndjson DIR]
+//! ```
+
+use std::time::Instant;
+use trailhose_core::{read_records, FieldMode, FieldParser, Limits, RecordSplitter};
+use trailhose_gen::{bench_records_file, bench_size_classes};
+
+fn best_mib_s(bytes: usize, mut run: impl FnMut() -> u64) -> (f64, u64) {
+    let mut best = f64::MAX;
+    let mut check = 0;
+    for _ in 0..15 {
+        let t = Instant::now();
+        check = run();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    (bytes as f64 / best / 1_048_576.0, check)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let ndjson_dir = match args.as_slice() {
+        [] => None,
+        [flag, dir] if flag == "--ndjson" => Some(std::path::PathBuf::from(dir)),
+        _ => return Err("usage: parser_core [--ndjson DIR]".into()),
+    };
+    let limits = Limits::default();
+    for (name, size) in bench_size_classes() {
+        let file = bench_records_file(size, 16 << 20);
+        let (splitter, records) = best_mib_s(file.len(), || {
+            let mut s = RecordSplitter::new(limits.clone());
+            let mut p = FieldParser::new();
+            let mut n = 0u64;
+            for chunk in file.chunks(256 * 1024) {
+                s.push(chunk);
+                while p
+                    .next_batch(&mut s, 32 * 1024, |_, fields| {
+                        n += u64::from(fields.event_time_ms.is_some())
+                    })
+                    .unwrap_or(false)
+                {}
+            }
+            n + u64::from(s.finish().is_ok())
+        });
+        let (read_path, _) = best_mib_s(file.len(), || {
+            let mut n = 0u64;
+            let (_, r) = read_records(&file[..], &limits, FieldMode::Extract, |rec| {
+                n += u64::from(rec.fields.is_some_and(|f| f.event_time_ms.is_some()));
+            });
+            n + u64::from(r.is_ok())
+        });
+        println!(
+            "{name:8} splitter {splitter:7.1} MiB/s   read_records {read_path:7.1} MiB/s   ({records} records incl. the end check)"
+        );
+        if let Some(dir) = &ndjson_dir {
+            let mut s = RecordSplitter::new(limits.clone());
+            s.push(&file);
+            let mut out = Vec::with_capacity(file.len());
+            while let Some(r) = s.next_record()? {
+                out.extend_from_slice(r.bytes);
+                out.push(b'\n');
+            }
+            std::fs::write(dir.join(format!("{name}.ndjson")), out)?;
+        }
+    }
+    Ok(())
+}
