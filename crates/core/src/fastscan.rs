@@ -207,8 +207,7 @@ impl FastScanner {
             in_str,
             atom_starts: atoms & !((atoms << 1) | u64::from(self.cur.prev_atom)),
         };
-        let walked = self.walk(rec, &b, max_depth);
-        let w = match walked {
+        let w = match self.walk(rec, &b, max_depth) {
             Ok(w) => w,
             Err(step) => return step,
         };
@@ -319,7 +318,7 @@ impl FastScanner {
                 KEY | KEY_OR_CLOSE => {
                     if c == b'"' {
                         if depth == 1 || (in_user && depth == 2) {
-                            pending = key_member(rec, at, t, m, depth)?.map(|(member, _)| member);
+                            pending = key_member(rec, at, t, m, depth)?;
                         }
                         state = COLON;
                     } else if c == b'}' && state == KEY_OR_CLOSE {
@@ -410,23 +409,13 @@ struct Walked {
 #[inline(always)]
 fn upto(end: Option<usize>) -> u64 {
     match end {
-        Some(t) => low_bits(t + 1),
-        None => !0,
-    }
-}
-
-/// Bits `0..n`, for `n <= 64`.
-#[inline(always)]
-fn low_bits(n: usize) -> u64 {
-    if n >= BLOCK {
-        !0
-    } else {
-        (1u64 << n) - 1
+        Some(t) if t < BLOCK - 1 => (1u64 << (t + 1)) - 1,
+        _ => !0,
     }
 }
 
 /// The key field named by the key whose opening quote is at `rec[at]` (bit `t`), at `depth`
-/// 1 (the record's members) or 2 (userIdentity's), with the index of its closing quote.
+/// 1 (the record's members) or 2 (userIdentity's).
 #[inline(always)]
 fn key_member(
     rec: &[u8],
@@ -434,16 +423,15 @@ fn key_member(
     t: usize,
     m: &Classes,
     depth: u32,
-) -> Result<Option<(Member, usize)>, Step> {
+) -> Result<Option<Member>, Step> {
     let Some(end) = string_end(rec, at, t, m, KEY_WINDOW)? else {
         return Ok(None);
     };
-    let member = if depth == 1 {
+    Ok(if depth == 1 {
         top_member_in(rec, at + 1, end)
     } else {
         user_member_in(rec, at + 1, end)
-    };
-    Ok(member.map(|member| (member, end)))
+    })
 }
 
 /// A key field's string value, which must be free of escapes.
