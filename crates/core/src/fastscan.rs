@@ -118,6 +118,24 @@ impl FastScanner {
     /// Scans `rec` (the record from its `{`, plus whatever follows in the buffer) from where
     /// the last call stopped. `rec` must begin with the same bytes on every call.
     pub(crate) fn resume(&mut self, rec: &[u8], max_depth: u32) -> Outcome {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(avx2) = Avx2::detect() {
+            // SAFETY: `avx2` exists, so the CPU has the features `resume_avx2` is compiled for.
+            return unsafe { self.resume_avx2(avx2, rec, max_depth) };
+        }
+        self.resume_with(Baseline, rec, max_depth)
+    }
+
+    /// The same scan compiled for AVX2 (wider classification, BMI bit scans, carry-less
+    /// multiply for the string mask): about an eighth fewer instructions per block.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi1,bmi2,popcnt,pclmulqdq")]
+    unsafe fn resume_avx2(&mut self, kernel: Avx2, rec: &[u8], max_depth: u32) -> Outcome {
+        self.resume_with(kernel, rec, max_depth)
+    }
+
+    #[inline(always)]
+    fn resume_with<K: Kernel>(&mut self, kernel: K, rec: &[u8], max_depth: u32) -> Outcome {
         // Depth never drops below one before the record's own `}` ends the scan.
         if rec.first() != Some(&b'{') {
             return Outcome::Declined;
@@ -125,7 +143,7 @@ impl FastScanner {
         let max_depth = max_depth.min(MAX_DEPTH);
         loop {
             let found = self.found.len();
-            match self.block(rec, max_depth) {
+            match self.block(kernel, rec, max_depth) {
                 Step::Block => {}
                 Step::End(len) => return self.finish(rec, len),
                 Step::NeedMore => {
@@ -169,7 +187,8 @@ impl FastScanner {
 
     /// Scans one block. The cursor is written only when the block is done with (`Block`,
     /// `End`), so that on `NeedMore` the block can simply be scanned again later.
-    fn block(&mut self, rec: &[u8], max_depth: u32) -> Step {
+    #[inline(always)]
+    fn block<K: Kernel>(&mut self, kernel: K, rec: &[u8], max_depth: u32) -> Step {
         let mut pos = self.cur.pos;
         let mut low_surrogate_at = self.cur.low_surrogate_at;
         if self.cur.escape_pending {
@@ -193,10 +212,10 @@ impl FastScanner {
                 &padded
             }
         };
-        let m = classify(bytes);
+        let m = kernel.classify(bytes);
         let (escaped, carry) = escaped_by_backslashes(m.backslash);
         let quote = m.quote & !escaped;
-        let in_str = prefix_xor(quote) ^ if self.cur.in_string { !0 } else { 0 };
+        let in_str = kernel.prefix_xor(quote) ^ if self.cur.in_string { !0 } else { 0 };
         let outside = !in_str;
         let atoms = !m.delimiter & outside;
         let b = Scanned {
@@ -234,8 +253,12 @@ impl FastScanner {
         while escapes != 0 {
             let t = escapes.trailing_zeros() as usize;
             escapes &= escapes - 1;
-            if let Err(step) = check_escape(rec, pos + t, &mut low_surrogate_at) {
-                return step;
+            // The one-letter escapes are whole with their letter, and escaped JSON (policy
+            // documents) is mostly `\"`: only `\u` and invalid letters need the full check.
+            if !ONE_LETTER_ESCAPE[usize::from(bytes[t])] {
+                if let Err(step) = check_escape(rec, pos + t, &mut low_surrogate_at) {
+                    return step;
+                }
             }
         }
         if w.end.is_none() && avail < BLOCK {
@@ -474,6 +497,18 @@ fn string_end(
     }
 }
 
+/// The letters of JSON's escapes other than `\u`.
+const ONE_LETTER_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let letters = *b"\"\\/bfnrt";
+    let mut i = 0;
+    while i < letters.len() {
+        t[letters[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// Checks the byte after an escaping backslash at `rec[at]`. A `\u` high surrogate must be
 /// followed by a `\u` low one, whose position is noted in `low_surrogate_at`.
 fn check_escape(rec: &[u8], at: usize, low_surrogate_at: &mut usize) -> Result<(), Step> {
@@ -574,6 +609,108 @@ fn number(rest: &[u8]) -> Result<usize, Step> {
     }
 }
 
+/// The SIMD primitives of the scan, so that it can be compiled once per instruction set.
+trait Kernel: Copy {
+    fn classify(self, block: &[u8; BLOCK]) -> Classes;
+    fn prefix_xor(self, x: u64) -> u64;
+}
+
+/// What every CPU of the target has (SSE2 on x86_64).
+#[derive(Clone, Copy)]
+struct Baseline;
+
+impl Kernel for Baseline {
+    #[inline(always)]
+    fn classify(self, block: &[u8; BLOCK]) -> Classes {
+        classify(block)
+    }
+
+    #[inline(always)]
+    fn prefix_xor(self, x: u64) -> u64 {
+        prefix_xor(x)
+    }
+}
+
+/// Proof that the CPU has AVX2, BMI1/2, POPCNT and PCLMULQDQ: only [`Avx2::detect`] makes one.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Avx2(());
+
+#[cfg(target_arch = "x86_64")]
+impl Avx2 {
+    #[inline]
+    fn detect() -> Option<Self> {
+        // Each check is a cached load after the first.
+        let all = std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("bmi1")
+            && std::is_x86_feature_detected!("bmi2")
+            && std::is_x86_feature_detected!("popcnt")
+            && std::is_x86_feature_detected!("pclmulqdq");
+        all.then_some(Avx2(()))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Kernel for Avx2 {
+    #[inline(always)]
+    fn classify(self, block: &[u8; BLOCK]) -> Classes {
+        // SAFETY: `self` exists only when the CPU has AVX2.
+        unsafe { classify_avx2(block) }
+    }
+
+    #[inline(always)]
+    fn prefix_xor(self, x: u64) -> u64 {
+        // SAFETY: `self` exists only when the CPU has PCLMULQDQ.
+        unsafe { prefix_xor_clmul(x) }
+    }
+}
+
+/// [`classify`] 32 bytes at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn classify_avx2(block: &[u8; BLOCK]) -> Classes {
+    use std::arch::x86_64::*;
+    let splat = |b: u8| _mm256_set1_epi8(b as i8);
+    let mut c = Classes::default();
+    for k in 0..2 {
+        // SAFETY: reads 32 bytes at offsets 0 and 32 of a 64-byte array.
+        let v = unsafe { _mm256_loadu_si256(block.as_ptr().add(32 * k) as *const __m256i) };
+        let folded = _mm256_or_si256(v, splat(0x20));
+        let quote = _mm256_cmpeq_epi8(v, splat(b'"'));
+        let operator = _mm256_or_si256(
+            _mm256_or_si256(
+                _mm256_cmpeq_epi8(folded, splat(b'{')),
+                _mm256_cmpeq_epi8(folded, splat(b'}')),
+            ),
+            _mm256_or_si256(
+                _mm256_cmpeq_epi8(v, splat(b':')),
+                _mm256_cmpeq_epi8(v, splat(b',')),
+            ),
+        );
+        let low = _mm256_cmpeq_epi8(_mm256_min_epu8(v, splat(0x20)), v);
+        let delimiter = _mm256_or_si256(_mm256_or_si256(operator, quote), low);
+        let control = _mm256_cmpeq_epi8(_mm256_min_epu8(v, splat(0x1f)), v);
+        let bits = |x: __m256i| (_mm256_movemask_epi8(x) as u32 as u64) << (32 * k);
+        c.quote |= bits(quote);
+        c.backslash |= bits(_mm256_cmpeq_epi8(v, splat(b'\\')));
+        c.operator |= bits(operator);
+        c.delimiter |= bits(delimiter);
+        c.control |= bits(control);
+    }
+    c
+}
+
+/// [`prefix_xor`] as one carry-less multiply by all ones.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "pclmulqdq")]
+#[inline]
+fn prefix_xor_clmul(x: u64) -> u64 {
+    use std::arch::x86_64::*;
+    let product = _mm_clmulepi64_si128(_mm_set_epi64x(0, x as i64), _mm_set1_epi8(-1), 0);
+    _mm_cvtsi128_si64(product) as u64
+}
+
 /// Bit `i` describes byte `i` of the block.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Classes {
@@ -662,6 +799,15 @@ mod tests {
         let mut s = FastScanner::default();
         s.start();
         let whole = s.resume(rec, 128);
+        // The baseline kernel (SSE2) decides exactly as the one `resume` picked for this CPU.
+        s.start();
+        let baseline = s.resume_with(Baseline, rec, 128);
+        assert_eq!(
+            format!("{whole:?}"),
+            format!("{baseline:?}"),
+            "dispatched vs baseline kernel: {}",
+            String::from_utf8_lossy(rec)
+        );
         s.start();
         let mut pieces = Outcome::NeedMore;
         for n in (chunk.min(rec.len())..rec.len())
@@ -1012,6 +1158,28 @@ mod tests {
         fn sse2_classes_equal_the_reference(bytes in prop::collection::vec(any::<u8>(), BLOCK)) {
             let block: [u8; BLOCK] = bytes.try_into().expect("64 bytes generated");
             prop_assert_eq!(classify(&block), portable_classify(&block));
+        }
+
+        #[test]
+        fn avx2_kernel_equals_the_reference(
+            bytes in prop::collection::vec(
+                prop_oneof![
+                    Just(b'"'), Just(b'\\'), Just(b'{'), Just(b'['), Just(b'}'), Just(b']'),
+                    Just(b':'), Just(b','), Just(b' '), Just(0x1f), Just(0x20), Just(0x21),
+                    Just(b'{' ^ 0x20), any::<u8>(),
+                ],
+                BLOCK,
+            ),
+            x in any::<u64>(),
+        ) {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(avx2) = Avx2::detect() {
+                let block: [u8; BLOCK] = bytes.try_into().expect("64 bytes generated");
+                prop_assert_eq!(avx2.classify(&block), portable_classify(&block));
+                prop_assert_eq!(avx2.prefix_xor(x), prefix_xor(x));
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (bytes, x);
         }
     }
 
