@@ -343,7 +343,16 @@ impl FastScanner {
                         if depth == 1 || (in_user && depth == 2) {
                             pending = key_member(rec, at, t, m, depth)?;
                         }
+                        // The colon is taken here when it is in this block: a quarter of all
+                        // tokens are colons, and this saves each its own turn of the loop.
                         state = COLON;
+                        if tokens != 0 {
+                            if b.bytes[tokens.trailing_zeros() as usize & (BLOCK - 1)] != b':' {
+                                return Err(Step::Declined);
+                            }
+                            tokens &= tokens - 1;
+                            state = VALUE;
+                        }
                     } else if c == b'}' && state == KEY_OR_CLOSE {
                         // `{}`
                         close!(t);
