@@ -232,7 +232,7 @@ impl FastScanner {
             in_str,
             atom_starts: atoms & !((atoms << 1) | u64::from(self.cur.prev_atom)),
         };
-        let w = match self.walk(rec, &b, max_depth) {
+        let w = match self.walk(kernel, rec, &b, max_depth) {
             Ok(w) => w,
             Err(step) => return step,
         };
@@ -291,7 +291,13 @@ impl FastScanner {
     /// The grammar check: visits every token (structural character, string start, scalar
     /// start) and steps the state machine.
     #[inline(always)]
-    fn walk(&mut self, rec: &[u8], b: &Scanned, max_depth: u32) -> Result<Walked, Step> {
+    fn walk<K: Kernel>(
+        &mut self,
+        kernel: K,
+        rec: &[u8],
+        b: &Scanned,
+        max_depth: u32,
+    ) -> Result<Walked, Step> {
         let (pos, m) = (b.pos, &b.m);
         let outside = !b.in_str;
         let mut tokens = (m.operator & outside) | (b.quote & b.in_str) | b.atom_starts;
@@ -324,7 +330,7 @@ impl FastScanner {
             ($t:expr) => {
                 let t = $t;
                 if depth == 1 || (in_user && depth == 2) {
-                    pending = key_member(rec, pos + t, t, m, depth)?;
+                    pending = key_member(kernel, rec, pos + t, t, m, depth)?;
                 }
                 state = COLON;
                 if tokens != 0 {
@@ -388,7 +394,8 @@ impl FastScanner {
                     // VALUE or VALUE_OR_CLOSE
                     if c == b'"' {
                         if let Some(member) = pending.take() {
-                            self.found.push((member, string_value(rec, at, t, m)?));
+                            self.found
+                                .push((member, string_value(kernel, rec, at, t, m)?));
                         }
                         state = COMMA_OR_CLOSE;
                     } else if c == b'{' || c == b'[' {
@@ -501,14 +508,15 @@ fn upto(end: Option<usize>) -> u64 {
 /// The key field named by the key whose opening quote is at `rec[at]` (bit `t`), at `depth`
 /// 1 (the record's members) or 2 (userIdentity's).
 #[inline(always)]
-fn key_member(
+fn key_member<K: Kernel>(
+    kernel: K,
     rec: &[u8],
     at: usize,
     t: usize,
     m: &Classes,
     depth: u32,
 ) -> Result<Option<Member>, Step> {
-    let Some(end) = string_end(rec, at, t, m, KEY_WINDOW)? else {
+    let Some(end) = string_end(kernel, rec, at, t, m, KEY_WINDOW)? else {
         return Ok(None);
     };
     Ok(if depth == 1 {
@@ -520,8 +528,14 @@ fn key_member(
 
 /// A key field's string value, which must be free of escapes.
 #[inline(always)]
-fn string_value(rec: &[u8], at: usize, t: usize, m: &Classes) -> Result<Value, Step> {
-    match string_end(rec, at, t, m, usize::MAX)? {
+fn string_value<K: Kernel>(
+    kernel: K,
+    rec: &[u8],
+    at: usize,
+    t: usize,
+    m: &Classes,
+) -> Result<Value, Step> {
+    match string_end(kernel, rec, at, t, m, usize::MAX)? {
         Some(end) => Ok(Value::Str { start: at + 1, end }),
         None => Err(Step::Declined),
     }
@@ -531,7 +545,8 @@ fn string_value(rec: &[u8], at: usize, t: usize, m: &Classes) -> Result<Value, S
 /// ends: the index of its closing quote. `Ok(None)` when it is longer than `window` bytes;
 /// declined when it holds an escape (key fields are read without unescaping).
 #[inline(always)]
-fn string_end(
+fn string_end<K: Kernel>(
+    kernel: K,
     rec: &[u8],
     at: usize,
     t: usize,
@@ -548,12 +563,57 @@ fn string_end(
         }
         return Ok(Some(at + c - t).filter(|&end| end - at - 1 <= window));
     }
-    let from = at + 1;
-    let limit = rec.len().min(from.saturating_add(window));
-    match memchr2(b'"', b'\\', &rec[from..limit]) {
-        Some(k) if rec[from + k] == b'"' => Ok(Some(from + k)),
+    if m.backslash & after != 0 {
+        return Err(Step::Declined);
+    }
+    string_end_beyond(kernel, rec, at, at - t + BLOCK, window)
+}
+
+/// [`string_end`] for a string that goes on past its block (which starts at `next`). Out of
+/// line, so that the block loop keeps its registers.
+#[inline(never)]
+fn string_end_beyond<K: Kernel>(
+    kernel: K,
+    rec: &[u8],
+    at: usize,
+    mut next: usize,
+    window: usize,
+) -> Result<Option<usize>, Step> {
+    // It mostly ends in the next block or the one after: their quotes and
+    // backslashes are two compares each, cheaper than a call into memchr. Either way the search
+    // is for the first quote or backslash in `at + 1..at + 1 + window`.
+    let window_end = (at + 1).saturating_add(window);
+    for _ in 0..2 {
+        if next >= window_end {
+            return Ok(None);
+        }
+        let Some(block) = rec.get(next..).and_then(|r| r.first_chunk::<BLOCK>()) else {
+            break;
+        };
+        let (quote, backslash) = kernel.quotes_and_backslashes(block);
+        let mut first = quote | backslash;
+        if window_end - next < BLOCK {
+            first &= (1u64 << (window_end - next)) - 1;
+        }
+        if first != 0 {
+            let k = first.trailing_zeros() as usize;
+            return if quote >> k & 1 == 1 {
+                Ok(Some(next + k))
+            } else {
+                Err(Step::Declined)
+            };
+        }
+        next += BLOCK;
+    }
+    let limit = rec.len().min(window_end);
+    let found = match rec.get(next..limit) {
+        Some(rest) => memchr2(b'"', b'\\', rest),
+        None => None,
+    };
+    match found {
+        Some(k) if rec[next + k] == b'"' => Ok(Some(next + k)),
         Some(_) => Err(Step::Declined),
-        None if limit - from == window => Ok(None),
+        None if limit == window_end => Ok(None),
         None => Err(Step::NeedMore),
     }
 }
@@ -673,6 +733,8 @@ fn number(rest: &[u8]) -> Result<usize, Step> {
 /// The SIMD primitives of the scan, so that it can be compiled once per instruction set.
 trait Kernel: Copy {
     fn classify(self, block: &[u8; BLOCK]) -> Classes;
+    /// The `quote` and `backslash` masks of [`Kernel::classify`] alone.
+    fn quotes_and_backslashes(self, block: &[u8; BLOCK]) -> (u64, u64);
     fn prefix_xor(self, x: u64) -> u64;
 }
 
@@ -684,6 +746,12 @@ impl Kernel for Baseline {
     #[inline(always)]
     fn classify(self, block: &[u8; BLOCK]) -> Classes {
         classify(block)
+    }
+
+    #[inline(always)]
+    fn quotes_and_backslashes(self, block: &[u8; BLOCK]) -> (u64, u64) {
+        let c = classify(block);
+        (c.quote, c.backslash)
     }
 
     #[inline(always)]
@@ -717,6 +785,12 @@ impl Kernel for Avx2 {
     fn classify(self, block: &[u8; BLOCK]) -> Classes {
         // SAFETY: `self` exists only when the CPU has AVX2.
         unsafe { classify_avx2(block) }
+    }
+
+    #[inline(always)]
+    fn quotes_and_backslashes(self, block: &[u8; BLOCK]) -> (u64, u64) {
+        // SAFETY: `self` exists only when the CPU has AVX2.
+        unsafe { quotes_and_backslashes_avx2(block) }
     }
 
     #[inline(always)]
@@ -760,6 +834,22 @@ fn classify_avx2(block: &[u8; BLOCK]) -> Classes {
         c.control |= bits(control);
     }
     c
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn quotes_and_backslashes_avx2(block: &[u8; BLOCK]) -> (u64, u64) {
+    use std::arch::x86_64::*;
+    let (mut quote, mut backslash) = (0, 0);
+    for k in 0..2 {
+        // SAFETY: reads 32 bytes at offsets 0 and 32 of a 64-byte array.
+        let v = unsafe { _mm256_loadu_si256(block.as_ptr().add(32 * k) as *const __m256i) };
+        let bits = |x: __m256i| (_mm256_movemask_epi8(x) as u32 as u64) << (32 * k);
+        quote |= bits(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'"' as i8)));
+        backslash |= bits(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8)));
+    }
+    (quote, backslash)
 }
 
 /// [`prefix_xor`] as one carry-less multiply by all ones.
@@ -1102,6 +1192,40 @@ mod tests {
             for snippet in good {
                 let rec = record(snippet);
                 assert!(check_sound(rec.as_bytes(), 64), "{rec}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_keys_and_values_across_blocks() {
+        // Key-field values and keys that end one, two, three or more blocks after they start
+        // (the in-block, next-blocks and memchr searches), with and without a backslash, at
+        // every offset in a block; fed whole and in pieces by `check_sound`.
+        for len in [
+            0, 1, 30, 63, 64, 65, 100, 127, 128, 129, 130, 191, 192, 200, 300,
+        ] {
+            let long = "v".repeat(len);
+            let escaped = format!(r"{}\n{}", "v".repeat(len / 2), "v".repeat(len / 2));
+            for pad in (0..64).step_by(7) {
+                let p = "x".repeat(pad);
+                // Accepted, with the same fields as simd-json.
+                for rec in [
+                    format!(r#"{{"p":"{p}","eventName":"{long}","eventID":"e"}}"#),
+                    format!(r#"{{"p":"{p}","{long}":1,"eventName":"n"}}"#),
+                    format!(r#"{{"p":"{p}","userIdentity":{{"arn":"{long}","{long}":"u"}}}}"#),
+                ] {
+                    for chunk in [7, 64, 4096] {
+                        assert!(check_sound(rec.as_bytes(), chunk), "{rec}");
+                    }
+                }
+                // An escape in a key field's value is declined, and so is one in the first
+                // `KEY_WINDOW` bytes of a top-level key; past them the key cannot be a key
+                // field's name and the escape is merely checked.
+                let declined = format!(r#"{{"p":"{p}","eventName":"{escaped}"}}"#);
+                assert!(!check_sound(declined.as_bytes(), 64), "{declined}");
+                let long_key = format!(r#"{{"p":"{p}","{escaped}":1,"eventName":"n"}}"#);
+                let accepted = check_sound(long_key.as_bytes(), 64);
+                assert_eq!(accepted, len / 2 >= KEY_WINDOW, "{long_key}");
             }
         }
     }
