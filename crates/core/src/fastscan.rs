@@ -179,7 +179,11 @@ impl FastScanner {
                 Value::Bool(b) => Scalar::Bool(b),
                 Value::Other => Scalar::Other,
             };
-            fields.set(member, scalar);
+            // Nearly all are strings of text fields.
+            match (member, scalar) {
+                (Member::Text(slot), Scalar::Str(s)) => fields.set_text(slot, s),
+                _ => fields.set(member, scalar),
+            }
         }
         Outcome::Record {
             len,

@@ -29,14 +29,16 @@ macro_rules! key_fields {
             pub event_time_ms: Option<i64>,
             pub read_only: Option<bool>,
             pub management_event: Option<bool>,
-            $( $field: Span, )*
+            /// Indexed by [`Slot`]: an array, so that setting a field is an indexed store
+            /// rather than a jump per slot.
+            spans: [Span; SLOTS],
         }
 
         impl KeyFields {
             $(
                 #[doc = concat!("`", $json, "`")]
                 pub fn $field(&self) -> Option<&str> {
-                    self.get(self.$field)
+                    self.get(self.spans[Slot::$slot as usize])
                 }
             )*
 
@@ -47,10 +49,9 @@ macro_rules! key_fields {
                 v
             }
 
-            fn slot_mut(&mut self, slot: Slot) -> &mut Span {
-                match slot { $( Slot::$slot => &mut self.$field, )* }
-            }
         }
+
+        const SLOTS: usize = [$( Slot::$slot ),*].len();
 
         /// A string field of [`KeyFields`].
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +93,16 @@ impl KeyFields {
         }
     }
 
+    /// [`KeyFields::set`] for a string field.
+    #[inline]
+    pub(crate) fn set_text(&mut self, slot: Slot, s: &str) {
+        if slot == Slot::EventTime {
+            self.event_time_ms = parse_rfc3339_ms(s);
+        }
+        let span = self.put(s);
+        self.spans[slot as usize] = span;
+    }
+
     fn put(&mut self, s: &str) -> Span {
         let start = self.text.len() as u32;
         self.text.push_str(s);
@@ -112,13 +123,7 @@ impl KeyFields {
     /// last value wins and the two build identical values.
     pub(crate) fn set(&mut self, member: Member, value: Scalar<'_>) {
         match (member, value) {
-            (Member::Text(slot), Scalar::Str(s)) => {
-                if slot == Slot::EventTime {
-                    self.event_time_ms = parse_rfc3339_ms(s);
-                }
-                let span = self.put(s);
-                *self.slot_mut(slot) = span;
-            }
+            (Member::Text(slot), Scalar::Str(s)) => self.set_text(slot, s),
             (Member::ReadOnly, v) => self.read_only = v.as_bool(),
             (Member::ManagementEvent, v) => self.management_event = v.as_bool(),
             // Text fields ignore values of another type; `userIdentity` is walked by the caller.
