@@ -48,7 +48,6 @@ macro_rules! key_fields {
                 $( if let Some(s) = self.$field() { v.push(($json, s)); } )*
                 v
             }
-
         }
 
         const SLOTS: usize = [$( Slot::$slot ),*].len();
