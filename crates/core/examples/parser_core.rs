@@ -6,7 +6,8 @@
 //! - `resident`: the same over bytes already in the splitter's buffer (pushed whole before the
 //!   clock starts), i.e. the parser core without the copy that stands in for decompression
 //!   writing into the buffer; this is what simdjson's figures compare with;
-//! - `read_records`: the synchronous read path over an in-memory `Read`.
+//! - `read_records`: the synchronous read path over an in-memory `Read`;
+//! - `validate-only`: the same without key fields (`FieldMode::ValidateOnly`, what `cat` does).
 //!
 //! `--ndjson DIR` also writes each corpus's records, one per line, for outside baselines
 //! (`benches/simdjson-baseline.sh` runs simdjson on them in the same run).
@@ -93,8 +94,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
             n + u64::from(r.is_ok())
         });
+        let (validate_only, _) = best_mib_s(file.len(), || {
+            let (stats, r) = read_records(&file[..], &limits, FieldMode::ValidateOnly, |_| {});
+            stats.records + u64::from(r.is_ok())
+        });
         println!(
-            "{name:8} splitter {splitter:7.1} MiB/s   resident {resident:7.1} MiB/s   read_records {read_path:7.1} MiB/s   ({records} records incl. the end check)"
+            "{name:8} splitter {splitter:7.1} MiB/s   resident {resident:7.1} MiB/s   read_records {read_path:7.1} MiB/s   ({records} records incl. the end check)   validate-only {validate_only:7.1} MiB/s"
         );
         if let Some(dir) = &ndjson_dir {
             let mut s = RecordSplitter::new(limits.clone());

@@ -116,14 +116,35 @@ impl FastScanner {
     }
 
     /// Scans `rec` (the record from its `{`, plus whatever follows in the buffer) from where
-    /// the last call stopped. `rec` must begin with the same bytes on every call.
-    pub(crate) fn resume(&mut self, rec: &[u8], max_depth: u32) -> Outcome {
+    /// the last call stopped. `rec` must begin with the same bytes on every call, and so must
+    /// `key_fields`. Without key fields the record is validated all the same, but no key is
+    /// looked up and the [`KeyFields`] of the outcome are empty (nor are records declined for
+    /// an escape in a key field, which then needs no reading).
+    #[inline]
+    pub(crate) fn resume(&mut self, rec: &[u8], max_depth: u32, key_fields: bool) -> Outcome {
         #[cfg(target_arch = "x86_64")]
         if let Some(avx2) = Avx2::detect() {
             // SAFETY: `avx2` exists, so the CPU has the features `resume_avx2` is compiled for.
-            return unsafe { self.resume_avx2(avx2, rec, max_depth) };
+            return unsafe {
+                if key_fields {
+                    self.resume_avx2::<true>(avx2, rec, max_depth)
+                } else {
+                    self.resume_avx2::<false>(avx2, rec, max_depth)
+                }
+            };
         }
-        self.resume_with(Baseline, rec, max_depth)
+        if key_fields {
+            self.resume_baseline::<true>(rec, max_depth)
+        } else {
+            self.resume_baseline::<false>(rec, max_depth)
+        }
+    }
+
+    /// The scan with the SSE2 kernel. Out of line, like `resume_avx2`, so that `resume` stays a
+    /// small dispatch.
+    #[inline(never)]
+    fn resume_baseline<const FIELDS: bool>(&mut self, rec: &[u8], max_depth: u32) -> Outcome {
+        self.resume_with::<_, FIELDS>(Baseline, rec, max_depth)
     }
 
     /// The same scan compiled for AVX2 (classification 32 bytes at a time, BMI bit scans, a
@@ -131,12 +152,22 @@ impl FastScanner {
     /// typical records.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,bmi1,bmi2,popcnt,pclmulqdq")]
-    unsafe fn resume_avx2(&mut self, kernel: Avx2, rec: &[u8], max_depth: u32) -> Outcome {
-        self.resume_with(kernel, rec, max_depth)
+    unsafe fn resume_avx2<const FIELDS: bool>(
+        &mut self,
+        kernel: Avx2,
+        rec: &[u8],
+        max_depth: u32,
+    ) -> Outcome {
+        self.resume_with::<_, FIELDS>(kernel, rec, max_depth)
     }
 
     #[inline(always)]
-    fn resume_with<K: Kernel>(&mut self, kernel: K, rec: &[u8], max_depth: u32) -> Outcome {
+    fn resume_with<K: Kernel, const FIELDS: bool>(
+        &mut self,
+        kernel: K,
+        rec: &[u8],
+        max_depth: u32,
+    ) -> Outcome {
         // Depth never drops below one before the record's own `}` ends the scan.
         if rec.first() != Some(&b'{') {
             return Outcome::Declined;
@@ -144,7 +175,7 @@ impl FastScanner {
         let max_depth = max_depth.min(MAX_DEPTH);
         loop {
             let found = self.found.len();
-            match self.block(kernel, rec, max_depth) {
+            match self.block::<K, FIELDS>(kernel, rec, max_depth) {
                 Step::Block => {}
                 Step::End(len) => return self.finish(rec, len),
                 Step::NeedMore => {
@@ -196,7 +227,12 @@ impl FastScanner {
     /// Scans one block. The cursor is written only when the block is done with (`Block`,
     /// `End`), so that on `NeedMore` the block can simply be scanned again later.
     #[inline(always)]
-    fn block<K: Kernel>(&mut self, kernel: K, rec: &[u8], max_depth: u32) -> Step {
+    fn block<K: Kernel, const FIELDS: bool>(
+        &mut self,
+        kernel: K,
+        rec: &[u8],
+        max_depth: u32,
+    ) -> Step {
         let mut pos = self.cur.pos;
         let mut low_surrogate_at = self.cur.low_surrogate_at;
         if self.cur.escape_pending {
@@ -237,7 +273,7 @@ impl FastScanner {
             in_str,
             atom_starts: atoms & !((atoms << 1) | u64::from(self.cur.prev_atom)),
         };
-        let w = match self.walk(kernel, rec, &b, max_depth) {
+        let w = match self.walk::<K, FIELDS>(kernel, rec, &b, max_depth) {
             Ok(w) => w,
             Err(step) => return step,
         };
@@ -296,7 +332,7 @@ impl FastScanner {
     /// The grammar check: visits every token (structural character, string start, scalar
     /// start) and steps the state machine.
     #[inline(always)]
-    fn walk<K: Kernel>(
+    fn walk<K: Kernel, const FIELDS: bool>(
         &mut self,
         kernel: K,
         rec: &[u8],
@@ -334,7 +370,7 @@ impl FastScanner {
         macro_rules! key {
             ($t:expr) => {
                 let t = $t;
-                if depth == 1 || (in_user && depth == 2) {
+                if FIELDS && (depth == 1 || (in_user && depth == 2)) {
                     pending = key_member(kernel, rec, pos + t, t, m, depth)?;
                 }
                 state = COLON;
@@ -958,23 +994,59 @@ mod tests {
     fn scan(rec: &[u8], chunk: usize) -> Outcome {
         let mut s = FastScanner::default();
         s.start();
-        let whole = s.resume(rec, 128);
+        let whole = s.resume(rec, 128, true);
         // The baseline kernel (SSE2) decides exactly as the one `resume` picked for this CPU.
         s.start();
-        let baseline = s.resume_with(Baseline, rec, 128);
+        let baseline = s.resume_with::<_, true>(Baseline, rec, 128);
         assert_eq!(
             format!("{whole:?}"),
             format!("{baseline:?}"),
             "dispatched vs baseline kernel: {}",
             String::from_utf8_lossy(rec)
         );
+        // Without key fields: what is accepted with them is accepted with the same end and
+        // line-break flag and empty fields; what is accepted only without them (an escaped key
+        // field) simd-json accepts; the rest may stop at another point (NeedMore or Declined).
+        s.start();
+        let plain = s.resume(rec, 128, false);
+        match (&whole, &plain) {
+            (
+                Outcome::Record {
+                    len,
+                    has_line_break,
+                    ..
+                },
+                Outcome::Record {
+                    len: plain_len,
+                    fields,
+                    has_line_break: plain_line_break,
+                },
+            ) => {
+                assert_eq!((len, has_line_break), (plain_len, plain_line_break));
+                assert_eq!(fields, &KeyFields::default());
+            }
+            (Outcome::Record { .. }, p) => {
+                panic!(
+                    "accepted only with key fields ({p:?}): {}",
+                    String::from_utf8_lossy(rec)
+                )
+            }
+            (_, Outcome::Record { len, .. }) => {
+                assert!(
+                    reference(&rec[..*len]).is_some(),
+                    "{}",
+                    String::from_utf8_lossy(rec)
+                );
+            }
+            _ => {}
+        }
         s.start();
         let mut pieces = Outcome::NeedMore;
         for n in (chunk.min(rec.len())..rec.len())
             .step_by(chunk)
             .chain([rec.len()])
         {
-            pieces = s.resume(&rec[..n], 128);
+            pieces = s.resume(&rec[..n], 128, true);
             if !matches!(pieces, Outcome::NeedMore) {
                 break;
             }
@@ -989,7 +1061,7 @@ mod tests {
         // what the scan decides about the record must not change.
         let mut s = FastScanner::default();
         s.start();
-        let followed = s.resume(&[rec, FILLER].concat(), 128);
+        let followed = s.resume(&[rec, FILLER].concat(), 128, true);
         if matches!(whole, Outcome::Record { .. }) || matches!(followed, Outcome::Record { .. }) {
             assert_eq!(
                 format!("{whole:?}"),
@@ -1147,7 +1219,7 @@ mod tests {
             let depth_limited = bad == br#"{"a":[[[[1]]]]}"#;
             for input in [bad.to_vec(), [bad, FILLER].concat()] {
                 s.start();
-                let outcome = s.resume(&input, if depth_limited { 3 } else { 128 });
+                let outcome = s.resume(&input, if depth_limited { 3 } else { 128 }, true);
                 assert!(
                     matches!(outcome, Outcome::Declined),
                     "{}: {outcome:?}",
@@ -1195,7 +1267,7 @@ mod tests {
                 let rec = record(snippet);
                 let mut s = FastScanner::default();
                 s.start();
-                let outcome = s.resume(&[rec.as_bytes(), FILLER].concat(), 128);
+                let outcome = s.resume(&[rec.as_bytes(), FILLER].concat(), 128, true);
                 assert!(matches!(outcome, Outcome::Declined), "{rec}: {outcome:?}");
             }
             for snippet in good {
@@ -1246,12 +1318,12 @@ mod tests {
         s.start();
         for n in 1..rec.len() {
             assert!(
-                matches!(s.resume(&rec[..n], 128), Outcome::NeedMore),
+                matches!(s.resume(&rec[..n], 128, true), Outcome::NeedMore),
                 "at {n}"
             );
         }
         assert!(matches!(
-            s.resume(rec, 128),
+            s.resume(rec, 128, true),
             Outcome::Record { len, .. } if len == rec.len()
         ));
     }

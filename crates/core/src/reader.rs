@@ -117,6 +117,7 @@ fn drive(
 ) -> Result<(), ParseError> {
     let guard = DecompressGuard::new(limits);
     let mut splitter = RecordSplitter::new(limits.clone());
+    splitter.set_key_fields(mode == FieldMode::Extract);
     let mut fields = FieldParser::new();
     loop {
         let spare = splitter.spare(READ_CHUNK);
@@ -259,5 +260,37 @@ mod tests {
         };
         let (_, _, r) = collect(&g, &limits);
         assert!(matches!(r, Err(ParseError::RatioExceeded { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn validate_only_yields_the_same_records_and_faults() {
+        // Generated records, then ones the fast path treats differently without key fields
+        // (an escaped key field, a pretty-printed record), then a fault.
+        let mut body =
+            trailhose_gen::bench_records_file(trailhose_gen::bench_size_classes()[0].1, 1 << 20);
+        body.truncate(body.len() - 2); // `]}`
+        body.extend_from_slice(br#",{"eventName":"Put\u0041","userIdentity":{"arn":"a\"b"}}"#);
+        body.extend_from_slice(b",{\n  \"eventName\": \"x\",\n  \"n\": [1, 2]\n}");
+        for tail in [&b"]}"[..], &b",{\"eventName\":\"y\" \"z\"}]}"[..]] {
+            let file = [&body[..], tail].concat();
+            let run = |mode| {
+                let mut out = Vec::new();
+                let (stats, r) = read_records(&file[..], &Limits::default(), mode, |rec| {
+                    out.push((rec.raw.offset, rec.raw.bytes.to_vec(), rec.fields.is_some()))
+                });
+                (out, stats.records, r)
+            };
+            let (with, n, r) = run(FieldMode::Extract);
+            let (without, m, r2) = run(FieldMode::ValidateOnly);
+            assert!(n > 100 && n == m, "{n} {m}");
+            assert_eq!(r, r2);
+            let strip = |v: &[(u64, Vec<u8>, bool)]| {
+                v.iter()
+                    .map(|(o, b, _)| (*o, b.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(strip(&with), strip(&without));
+            assert!(with.iter().all(|r| r.2) && without.iter().all(|r| !r.2));
+        }
     }
 }
