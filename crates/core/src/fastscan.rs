@@ -15,12 +15,18 @@
 //! small grammar state machine. String contents are checked by mask (no control bytes, valid
 //! escapes), UTF-8 once per record (simdutf8).
 //!
+//! Key fields are read in two steps: the block loop only notes where each key of the record
+//! and of its `userIdentity` starts (a store, no branch); once the record is whole and valid,
+//! `finish` looks those keys up and reads the values of the ones that are key fields. Looked
+//! up in the loop, they cost it more than the lookups themselves (registers, and branches on
+//! whether a key is a key field, which follow no pattern): 5-7 % slower on records of 8 KB and
+//! more.
+//!
 //! The scan resumes at block granularity when a record arrives in pieces: the state is saved
 //! before each block and restored when the block needs bytes that have not arrived yet.
 
 use crate::blockscan::{escaped_by_backslashes, prefix_xor, BLOCK};
-use crate::fields::{top_member_in, user_member_in, KeyFields, Member, Scalar};
-use memchr::memchr2;
+use crate::fields::{member_in, member_prefix, KeyFields, Member, Members, Scalar, NAME_MAX};
 
 /// What [`FastScanner::resume`] found.
 // The record variant is the common one and its fields move straight into the span; boxing them
@@ -78,8 +84,8 @@ struct Cursor {
     depth: u32,
     /// Bit `d` is set when the container at depth `d` is an array.
     arrays: u64,
-    /// The key field whose value comes next.
-    pending: Option<Member>,
+    /// Keys noted in `keys` so far.
+    keys: usize,
     /// Inside the `userIdentity` object (at depth 2).
     in_user: bool,
     in_string: bool,
@@ -99,20 +105,36 @@ enum Step {
     Declined,
 }
 
-/// One scanner per splitter, reused across records so its buffer is allocated once.
-#[derive(Default)]
+/// One scanner per splitter, reused across records so its buffers are allocated once.
 pub(crate) struct FastScanner {
     cur: Cursor,
-    /// Key-field values found so far, in document order; applied when the record is complete
-    /// so that undoing a block is a truncate.
+    /// The keys that may name key fields (the record's own, userIdentity's), in document
+    /// order, as `offset << 1 | in userIdentity`. Only noted during the scan, and read when the
+    /// record is whole: a lookup in the block loop costs it registers and branches that the
+    /// store does not. A fixed array, so that noting one needs no branch (past
+    /// [`KEYS_MAX`] the record is declined).
+    keys: Box<[usize; KEYS_MAX + 1]>,
+    /// The key fields' values, gathered by `finish`.
     found: Vec<(Member, Value)>,
+}
+
+/// More top-level and userIdentity keys than a CloudTrail record has (some 20 and 5).
+const KEYS_MAX: usize = 255;
+
+impl Default for FastScanner {
+    fn default() -> Self {
+        FastScanner {
+            cur: Cursor::default(),
+            keys: Box::new([0; KEYS_MAX + 1]),
+            found: Vec::new(),
+        }
+    }
 }
 
 impl FastScanner {
     /// Forgets the last record; the next [`resume`](Self::resume) starts a new one.
     pub(crate) fn start(&mut self) {
         self.cur = Cursor::default();
-        self.found.clear();
     }
 
     /// Scans `rec` (the record from its `{`, plus whatever follows in the buffer) from where
@@ -174,15 +196,11 @@ impl FastScanner {
         }
         let max_depth = max_depth.min(MAX_DEPTH);
         loop {
-            let found = self.found.len();
             match self.block::<K, FIELDS>(kernel, rec, max_depth) {
                 Step::Block => {}
                 Step::End(len) => return self.finish(rec, len),
-                Step::NeedMore => {
-                    // `block` left the cursor alone; only its finds are undone.
-                    self.found.truncate(found);
-                    return Outcome::NeedMore;
-                }
+                // `block` left the cursor alone, and with it the count of keys noted.
+                Step::NeedMore => return Outcome::NeedMore,
                 Step::Declined => return Outcome::Declined,
             }
         }
@@ -197,11 +215,29 @@ impl FastScanner {
         let Ok(rec) = simdutf8::basic::from_utf8(&rec[..len]) else {
             return Outcome::Declined;
         };
-        let text_len = self.found.iter().map(|(_, v)| match v {
-            Value::Str { start, end } => end - start,
-            _ => 0,
-        });
-        let mut fields = KeyFields::with_text_capacity(text_len.sum());
+        let Some(keys) = self.keys.get(..self.cur.keys) else {
+            return Outcome::Declined;
+        };
+        self.found.clear();
+        let mut text_len = 0;
+        for &key in keys {
+            let members = if key & 1 == 0 {
+                Members::Top
+            } else {
+                Members::User
+            };
+            match key_field(rec.as_bytes(), key >> 1, members) {
+                Ok(Some((member, value))) => {
+                    if let Value::Str { start, end } = value {
+                        text_len += end - start;
+                    }
+                    self.found.push((member, value));
+                }
+                Ok(None) => {}
+                Err(()) => return Outcome::Declined,
+            }
+        }
+        let mut fields = KeyFields::with_text_capacity(text_len);
         for &(member, value) in &self.found {
             let scalar = match value {
                 Value::Str { start, end } => match rec.get(start..end) {
@@ -273,7 +309,7 @@ impl FastScanner {
             in_str,
             atom_starts: atoms & !((atoms << 1) | u64::from(self.cur.prev_atom)),
         };
-        let w = match self.walk::<K, FIELDS>(kernel, rec, &b, max_depth) {
+        let w = match self.walk::<FIELDS>(rec, &b, max_depth) {
             Ok(w) => w,
             Err(step) => return step,
         };
@@ -311,6 +347,8 @@ impl FastScanner {
         }
         self.cur.line_break |= line_break;
         if let Some(t) = w.end {
+            // What `finish` needs of the last block.
+            self.cur.keys = w.keys;
             return Step::End(pos + t + 1);
         }
         self.cur = Cursor {
@@ -318,7 +356,7 @@ impl FastScanner {
             state: w.state,
             depth: w.depth,
             arrays: w.arrays,
-            pending: w.pending,
+            keys: w.keys,
             in_user: w.in_user,
             in_string: in_str >> 63 == 1,
             prev_atom: atoms >> 63 == 1,
@@ -332,9 +370,8 @@ impl FastScanner {
     /// The grammar check: visits every token (structural character, string start, scalar
     /// start) and steps the state machine.
     #[inline(always)]
-    fn walk<K: Kernel, const FIELDS: bool>(
+    fn walk<const FIELDS: bool>(
         &mut self,
-        kernel: K,
         rec: &[u8],
         b: &Scanned,
         max_depth: u32,
@@ -346,7 +383,7 @@ impl FastScanner {
             mut state,
             mut depth,
             mut arrays,
-            mut pending,
+            mut keys,
             mut in_user,
             ..
         } = self.cur;
@@ -370,8 +407,13 @@ impl FastScanner {
         macro_rules! key {
             ($t:expr) => {
                 let t = $t;
-                if FIELDS && (depth == 1 || (in_user && depth == 2)) {
-                    pending = key_member(kernel, rec, pos + t, t, m, depth)?;
+                if FIELDS {
+                    // 1 for the record's keys, 2 for userIdentity's, 0 for the others, which
+                    // are noted too but overwritten by the next.
+                    let members =
+                        usize::from(depth == 1) | usize::from(in_user & (depth == 2)) << 1;
+                    self.keys[keys.min(KEYS_MAX)] = (pos + t) << 1 | members >> 1;
+                    keys += usize::from(members != 0);
                 }
                 state = COLON;
                 if tokens != 0 {
@@ -434,10 +476,6 @@ impl FastScanner {
                 _ => {
                     // VALUE or VALUE_OR_CLOSE
                     if c == b'"' {
-                        if let Some(member) = pending.take() {
-                            self.found
-                                .push((member, string_value(kernel, rec, at, t, m)?));
-                        }
                         state = COMMA_OR_CLOSE;
                     } else if c == b'{' || c == b'[' {
                         depth += 1;
@@ -450,12 +488,10 @@ impl FastScanner {
                         } else {
                             arrays &= !(1 << depth);
                             state = KEY_OR_CLOSE;
-                        }
-                        if let Some(member) = pending.take() {
-                            if member == Member::UserIdentity && c == b'{' {
-                                in_user = true;
-                            } else {
-                                self.found.push((member, Value::Other));
+                            // Keys are looked up after the scan, so userIdentity's object is
+                            // known by the bytes before it (rare: one object in a few).
+                            if FIELDS && depth == 2 {
+                                in_user = opens_user_identity(rec, at);
                             }
                         }
                     } else if c == b']' && state == VALUE_OR_CLOSE {
@@ -464,10 +500,7 @@ impl FastScanner {
                     } else if c == b'}' || c == b']' || c == b':' || c == b',' {
                         return Err(Step::Declined);
                     } else {
-                        let value = scalar_at(rec, at)?;
-                        if let Some(member) = pending.take() {
-                            self.found.push((member, value));
-                        }
+                        scalar_at(rec, at)?;
                         state = COMMA_OR_CLOSE;
                     }
                 }
@@ -477,7 +510,7 @@ impl FastScanner {
             state,
             depth,
             arrays,
-            pending,
+            keys,
             in_user,
             end,
         })
@@ -503,7 +536,7 @@ struct Walked {
     state: u8,
     depth: u32,
     arrays: u64,
-    pending: Option<Member>,
+    keys: usize,
     in_user: bool,
     /// Bit of the record's closing `}`, when it is in this block.
     end: Option<usize>,
@@ -546,117 +579,138 @@ fn upto(end: Option<usize>) -> u64 {
     }
 }
 
-/// The key field named by the key whose opening quote is at `rec[at]` (bit `t`), at `depth`
-/// 1 (the record's members) or 2 (userIdentity's).
+/// The key field named by the key whose opening quote is at `rec[at]`, among `members`, and
+/// its value; `Err` when the key or a string value
+/// holds an escape (key fields are read without unescaping). The record is whole and valid.
 #[inline(always)]
-fn key_member<K: Kernel>(
-    kernel: K,
-    rec: &[u8],
-    at: usize,
-    t: usize,
-    m: &Classes,
-    depth: u32,
-) -> Result<Option<Member>, Step> {
-    let Some(end) = string_end(kernel, rec, at, t, m, KEY_WINDOW)? else {
+fn key_field(rec: &[u8], at: usize, members: Members) -> Result<Option<(Member, Value)>, ()> {
+    // A key longer than the window cannot be a key field's name, escaped or not.
+    let window = rec.get(at + 1..).ok_or(())?;
+    let window = &window[..window.len().min(KEY_WINDOW)];
+    let Some(len) = quote_or_backslash(window) else {
         return Ok(None);
     };
-    Ok(if depth == 1 {
-        top_member_in(rec, at + 1, end)
-    } else {
-        user_member_in(rec, at + 1, end)
-    })
-}
-
-/// A key field's string value, which must be free of escapes.
-#[inline(always)]
-fn string_value<K: Kernel>(
-    kernel: K,
-    rec: &[u8],
-    at: usize,
-    t: usize,
-    m: &Classes,
-) -> Result<Value, Step> {
-    match string_end(kernel, rec, at, t, m, usize::MAX)? {
-        Some(end) => Ok(Value::Str { start: at + 1, end }),
-        None => Err(Step::Declined),
+    if window[len] != b'"' {
+        return Err(());
     }
-}
-
-/// Where the string whose opening quote is at `rec[at]` (bit `t` of the block `m` describes)
-/// ends: the index of its closing quote. `Ok(None)` when it is longer than `window` bytes;
-/// declined when it holds an escape (key fields are read without unescaping).
-#[inline(always)]
-fn string_end<K: Kernel>(
-    kernel: K,
-    rec: &[u8],
-    at: usize,
-    t: usize,
-    m: &Classes,
-    window: usize,
-) -> Result<Option<usize>, Step> {
-    // Usually the closing quote is in the same block: the next quote bit.
-    let after = if t == 63 { 0 } else { !0u64 << (t + 1) };
-    let close = m.quote & after;
-    if close != 0 {
-        let c = close.trailing_zeros() as usize;
-        if m.backslash & after & ((1u64 << c) - 1) != 0 {
-            return Err(Step::Declined);
-        }
-        return Ok(Some(at + c - t).filter(|&end| end - at - 1 <= window));
-    }
-    if m.backslash & after != 0 {
-        return Err(Step::Declined);
-    }
-    string_end_beyond(kernel, rec, at, at - t + BLOCK, window)
-}
-
-/// [`string_end`] for a string that goes on past its block (which starts at `next`). Out of
-/// line, so that the block loop keeps its registers.
-#[inline(never)]
-fn string_end_beyond<K: Kernel>(
-    kernel: K,
-    rec: &[u8],
-    at: usize,
-    mut next: usize,
-    window: usize,
-) -> Result<Option<usize>, Step> {
-    // It mostly ends in the next block or the one after: their quotes and
-    // backslashes are two compares each, cheaper than a call into memchr. Either way the search
-    // is for the first quote or backslash in `at + 1..at + 1 + window`.
-    let window_end = (at + 1).saturating_add(window);
-    for _ in 0..2 {
-        if next >= window_end {
-            return Ok(None);
-        }
-        let Some(block) = rec.get(next..).and_then(|r| r.first_chunk::<BLOCK>()) else {
-            break;
-        };
-        let (quote, backslash) = kernel.quotes_and_backslashes(block);
-        let mut first = quote | backslash;
-        if window_end - next < BLOCK {
-            first &= (1u64 << (window_end - next)) - 1;
-        }
-        if first != 0 {
-            let k = first.trailing_zeros() as usize;
-            return if quote >> k & 1 == 1 {
-                Ok(Some(next + k))
-            } else {
-                Err(Step::Declined)
-            };
-        }
-        next += BLOCK;
-    }
-    let limit = rec.len().min(window_end);
-    let found = match rec.get(next..limit) {
-        Some(rest) => memchr2(b'"', b'\\', rest),
-        None => None,
+    let member = match window.first_chunk::<NAME_MAX>() {
+        Some(name) => member_prefix(members, name, len),
+        None => member_in(members, rec, at + 1, at + 1 + len),
     };
-    match found {
-        Some(k) if rec[next + k] == b'"' => Ok(Some(next + k)),
-        Some(_) => Err(Step::Declined),
-        None if limit == window_end => Ok(None),
-        None => Err(Step::NeedMore),
+    let Some(member) = member else {
+        return Ok(None);
+    };
+    let after_key = rec.get(at + len + 2..).ok_or(())?;
+    // Compact JSON first: `"key":value`.
+    let rest = match after_key {
+        [b':', first, ..] if !is_whitespace(first) => &after_key[1..],
+        _ => trim_whitespace_start(
+            trim_whitespace_start(after_key)
+                .strip_prefix(b":")
+                .ok_or(())?,
+        ),
+    };
+    let start = rec.len() - rest.len();
+    let value = match rest.first() {
+        Some(b'"') => {
+            let k = quote_or_backslash(&rest[1..]).ok_or(())?;
+            if rest[1 + k] != b'"' {
+                return Err(());
+            }
+            Value::Str {
+                start: start + 1,
+                end: start + 1 + k,
+            }
+        }
+        Some(b't') => Value::Bool(true),
+        Some(b'f') => Value::Bool(false),
+        _ => Value::Other,
+    };
+    Ok(Some((member, value)))
+}
+
+/// The first `"` or `\` in `bytes`. Key-field keys and values are short: 16 bytes at a time
+/// inline, cheaper than setting up memchr for each.
+#[inline]
+fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(16);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let hits = quotes_or_backslashes_16(chunk);
+        if hits != 0 {
+            return Some(base + hits.trailing_zeros() as usize);
+        }
+        base += 16;
     }
+    let tail = chunks.remainder();
+    tail.iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|k| base + k)
+}
+
+/// Bit `i` set when `chunk[i]` (of 16) is `"` or `\`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn quotes_or_backslashes_16(chunk: &[u8]) -> u32 {
+    use std::arch::x86_64::*;
+    debug_assert_eq!(chunk.len(), 16);
+    // SAFETY: SSE2 is part of the x86_64 baseline; the load reads the 16 bytes of `chunk`
+    // (`chunks_exact(16)`), unaligned.
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr() as *const __m128i);
+        let hits = _mm_or_si128(
+            _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
+            _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
+        );
+        _mm_movemask_epi8(hits) as u32
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn quotes_or_backslashes_16(chunk: &[u8]) -> u32 {
+    chunk
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'"' || b == b'\\')
+        .fold(0, |bits, (i, _)| bits | 1 << i)
+}
+
+/// Whether the `{` at `rec[at]` (at depth 2) is the value of a top-level `userIdentity`: the
+/// bytes before it are `"userIdentity"`, `:` and whitespace, after `{` or `,`. In a valid
+/// record that quote can only open the key: an escaped one (the end of a longer key, which
+/// need not be declined when longer than [`KEY_WINDOW`]) would follow a backslash.
+fn opens_user_identity(rec: &[u8], at: usize) -> bool {
+    let before = trim_whitespace_end(&rec[..at]);
+    let Some(before) = before.strip_suffix(b":") else {
+        return false;
+    };
+    let Some(before) = trim_whitespace_end(before).strip_suffix(b"\"userIdentity\"") else {
+        return false;
+    };
+    matches!(trim_whitespace_end(before).last(), Some(b'{' | b','))
+}
+
+/// JSON's whitespace (not form feed, unlike `trim_ascii`).
+#[inline]
+fn is_whitespace(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn trim_whitespace_end(bytes: &[u8]) -> &[u8] {
+    let keep = bytes
+        .iter()
+        .rposition(|b| !is_whitespace(b))
+        .map_or(0, |i| i + 1);
+    &bytes[..keep]
+}
+
+fn trim_whitespace_start(bytes: &[u8]) -> &[u8] {
+    let skip = bytes
+        .iter()
+        .position(|b| !is_whitespace(b))
+        .unwrap_or(bytes.len());
+    &bytes[skip..]
 }
 
 /// The letters of JSON's escapes other than `\u`.
@@ -706,18 +760,18 @@ fn check_escape(rec: &[u8], at: usize, low_surrogate_at: &mut usize) -> Result<(
 }
 
 /// Checks the scalar (literal or number) starting at `rec[at]` and that a delimiter follows it.
-fn scalar_at(rec: &[u8], at: usize) -> Result<Value, Step> {
+fn scalar_at(rec: &[u8], at: usize) -> Result<(), Step> {
     let rest = &rec[at..];
-    let (len, value) = match rest[0] {
-        b't' => (literal(rest, b"true")?, Value::Bool(true)),
-        b'f' => (literal(rest, b"false")?, Value::Bool(false)),
-        b'n' => (literal(rest, b"null")?, Value::Other),
-        b'-' | b'0'..=b'9' => (number(rest)?, Value::Other),
+    let len = match rest[0] {
+        b't' => literal(rest, b"true")?,
+        b'f' => literal(rest, b"false")?,
+        b'n' => literal(rest, b"null")?,
+        b'-' | b'0'..=b'9' => number(rest)?,
         _ => return Err(Step::Declined),
     };
     match rest.get(len) {
         None => Err(Step::NeedMore),
-        Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b'}' | b']') => Ok(value),
+        Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b'}' | b']') => Ok(()),
         Some(_) => Err(Step::Declined),
     }
 }
@@ -774,8 +828,6 @@ fn number(rest: &[u8]) -> Result<usize, Step> {
 /// The SIMD primitives of the scan, so that it can be compiled once per instruction set.
 trait Kernel: Copy {
     fn classify(self, block: &[u8; BLOCK]) -> Classes;
-    /// The `quote` and `backslash` masks of [`Kernel::classify`] alone.
-    fn quotes_and_backslashes(self, block: &[u8; BLOCK]) -> (u64, u64);
     fn prefix_xor(self, x: u64) -> u64;
 }
 
@@ -787,12 +839,6 @@ impl Kernel for Baseline {
     #[inline(always)]
     fn classify(self, block: &[u8; BLOCK]) -> Classes {
         classify(block)
-    }
-
-    #[inline(always)]
-    fn quotes_and_backslashes(self, block: &[u8; BLOCK]) -> (u64, u64) {
-        let c = classify(block);
-        (c.quote, c.backslash)
     }
 
     #[inline(always)]
@@ -826,12 +872,6 @@ impl Kernel for Avx2 {
     fn classify(self, block: &[u8; BLOCK]) -> Classes {
         // SAFETY: `self` exists only when the CPU has AVX2.
         unsafe { classify_avx2(block) }
-    }
-
-    #[inline(always)]
-    fn quotes_and_backslashes(self, block: &[u8; BLOCK]) -> (u64, u64) {
-        // SAFETY: `self` exists only when the CPU has AVX2.
-        unsafe { quotes_and_backslashes_avx2(block) }
     }
 
     #[inline(always)]
@@ -893,22 +933,6 @@ fn classify_avx2(block: &[u8; BLOCK]) -> Classes {
         _mm256_min_epu8,
         _mm256_movemask_epi8
     )
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline]
-fn quotes_and_backslashes_avx2(block: &[u8; BLOCK]) -> (u64, u64) {
-    use std::arch::x86_64::*;
-    let (mut quote, mut backslash) = (0, 0);
-    for k in 0..2 {
-        // SAFETY: reads 32 bytes at offsets 0 and 32 of a 64-byte array.
-        let v = unsafe { _mm256_loadu_si256(block.as_ptr().add(32 * k) as *const __m256i) };
-        let bits = |x: __m256i| (_mm256_movemask_epi8(x) as u32 as u64) << (32 * k);
-        quote |= bits(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'"' as i8)));
-        backslash |= bits(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8)));
-    }
-    (quote, backslash)
 }
 
 /// [`prefix_xor`] as one carry-less multiply by all ones.
@@ -1154,10 +1178,28 @@ mod tests {
             b"{\"a\":\n[1,\r\n2],\"eventName\":\"lines\"}",
             br#"{"n":-0,"m":0.5,"k":123456789012345678,"z":[],"o":{}}"#,
             br#"{"userAgent":"Bot\u002Fagent \ud83d\ude80 rocket \u65e5\u672c","x":"\uD83D\uDE80"}"#,
+            // userIdentity's object is known by the bytes before it, whitespace or not.
+            br#"{ "a" : 1 ,  "userIdentity" :
+                { "type" : "Spaced", "arn" : "s" } , "eventName" : "after" }"#,
+            b"{\"userIdentity\"\t:\r\n{\"userName\":\"tabs\"}}",
+            br#"{"p":{"userIdentity":{"type":"nested, not read"}},"userIdentity":{"type":"T"}}"#,
+            br#"{"s":"\"userIdentity\":{","userIdentity":{"principalId":"p"}}"#,
         ] {
             let rec = rec.trim_ascii_start();
             assert!(check_sound(rec, 3), "{}", String::from_utf8_lossy(rec));
         }
+        // A key longer than `KEY_WINDOW` ending in an escaped `"userIdentity`: not a key field,
+        // and neither are the members of its object.
+        let long = format!(
+            r#"{{"{}\"userIdentity":{{"type":"not userIdentity's"}}}}"#,
+            "x".repeat(KEY_WINDOW + 1)
+        );
+        assert!(check_sound(long.as_bytes(), 3), "{long}");
+        // An escape in a top-level key: declined, whatever the bytes before a `{` look like.
+        assert!(!check_sound(
+            br#"{"x\",\"userIdentity":{"type":"escaped key"}}"#,
+            3
+        ));
         match scan(b"{\"a\":\n1}", 64) {
             Outcome::Record { has_line_break, .. } => assert!(has_line_break),
             other => panic!("{other:?}"),
@@ -1165,6 +1207,25 @@ mod tests {
         match scan(b"{\"a\":\"\\n\"}", 64) {
             Outcome::Record { has_line_break, .. } => assert!(!has_line_break),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn more_keys_than_noted_are_declined() {
+        // Each `"kNNN":0,` is a top-level key noted for lookup; past `KEYS_MAX` of them the
+        // record goes to simd-json.
+        for n in [
+            KEYS_MAX - 1,
+            KEYS_MAX,
+            KEYS_MAX + 1,
+            KEYS_MAX + 2,
+            2 * KEYS_MAX,
+        ] {
+            let keys: String = (0..n).map(|i| format!(r#""k{i}":0,"#)).collect();
+            let rec = format!(r#"{{{keys}"eventName":"last","userIdentity":{{"arn":"a"}}}}"#);
+            // Noted: the n keys, eventName and userIdentity, and arn.
+            let accepted = check_sound(rec.as_bytes(), 64);
+            assert_eq!(accepted, n + 3 <= KEYS_MAX + 1, "{n} keys");
         }
     }
 
@@ -1279,11 +1340,11 @@ mod tests {
 
     #[test]
     fn long_keys_and_values_across_blocks() {
-        // Key-field values and keys that end one, two, three or more blocks after they start
-        // (the in-block, next-blocks and memchr searches), with and without a backslash, at
-        // every offset in a block; fed whole and in pieces by `check_sound`.
+        // Key-field values and keys that end in their block or one, two, three or more blocks
+        // after they start, with and without a backslash, at every offset in a block, and keys
+        // about `KEY_WINDOW` long; fed whole and in pieces by `check_sound`.
         for len in [
-            0, 1, 30, 63, 64, 65, 100, 127, 128, 129, 130, 191, 192, 200, 300,
+            0, 1, 30, 63, 64, 65, 100, 127, 128, 129, 130, 191, 192, 200, 254, 256, 258, 300,
         ] {
             let long = "v".repeat(len);
             let escaped = format!(r"{}\n{}", "v".repeat(len / 2), "v".repeat(len / 2));
@@ -1443,14 +1504,6 @@ mod tests {
                 let block: [u8; BLOCK] = bytes.try_into().expect("64 bytes generated");
                 let reference = portable_classify(&block);
                 prop_assert_eq!(avx2.classify(&block), reference);
-                prop_assert_eq!(
-                    avx2.quotes_and_backslashes(&block),
-                    (reference.quote, reference.backslash)
-                );
-                prop_assert_eq!(
-                    Baseline.quotes_and_backslashes(&block),
-                    (reference.quote, reference.backslash)
-                );
                 prop_assert_eq!(avx2.prefix_xor(x), prefix_xor(x));
             }
             #[cfg(not(target_arch = "x86_64"))]

@@ -197,7 +197,7 @@ const USER_NAMES: [(&[u8], Member); 5] = [
 /// the bytes (every record has some twenty top-level keys; measured ~2 % faster on natural
 /// records than the byte-wise match it replaced).
 type Words = [u64; 3];
-const NAME_MAX: usize = 24;
+pub(crate) const NAME_MAX: usize = 24;
 
 /// One slot of a member table: open addressing without probing, since the multipliers below
 /// were chosen so that the names' first words do not collide (checked when the table is
@@ -257,11 +257,36 @@ impl<const N: usize> Table<N> {
     #[inline(always)]
     fn get(&self, len: usize, words: Words) -> Option<Member> {
         let e = &self.slots[Self::slot(self.mul, words[0]) % N];
-        if e.len == len && e.words == words {
+        // `&`, not `&&`, and a select: whether a key is a key field follows no pattern the
+        // branch predictor could learn (about half of a record's keys are), so no branches.
+        let hit = (e.len == len)
+            & (e.words[0] == words[0])
+            & (e.words[1] == words[1])
+            & (e.words[2] == words[2]);
+        if hit {
             e.member
         } else {
             None
         }
+    }
+
+    /// The member named by the first `len` bytes of `bytes` (none when `len` is over
+    /// [`NAME_MAX`]; bytes past `len` are ignored).
+    #[inline(always)]
+    fn prefix(&self, bytes: &[u8; NAME_MAX], len: usize) -> Option<Member> {
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[8 * i..8 * i + 8]);
+            let keep = len.saturating_sub(8 * i);
+            let mask = if keep >= 8 {
+                !0
+            } else {
+                (1u64 << (8 * keep)) - 1
+            };
+            u64::from_le_bytes(w) & mask
+        };
+        // A longer name's length matches no entry.
+        self.get(len, [word(0), word(1), word(2)])
     }
 
     /// The member named by `name`.
@@ -272,55 +297,52 @@ impl<const N: usize> Table<N> {
         self.get(name.len(), words_of(name))
     }
 
-    /// The member named by `buf[start..end]`, read as three word loads when `buf` has
-    /// [`NAME_MAX`] bytes from `start` (it does, but at the very end of a buffer).
-    #[inline(always)]
+    /// The member named by `buf[start..end]`.
     fn name_in(&self, buf: &[u8], start: usize, end: usize) -> Option<Member> {
-        let len = end - start;
-        if len > NAME_MAX {
-            return None;
+        match buf.get(start..).and_then(|b| b.first_chunk::<NAME_MAX>()) {
+            Some(bytes) => self.prefix(bytes, end - start),
+            None => self.name(&buf[start..end]),
         }
-        let Some(bytes) = buf.get(start..).and_then(|b| b.first_chunk::<NAME_MAX>()) else {
-            return self.name(&buf[start..end]);
-        };
-        let word = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes[8 * i..8 * i + 8]);
-            let keep = len.saturating_sub(8 * i).min(8);
-            let mask = if keep == 8 {
-                !0
-            } else {
-                (1u64 << (8 * keep)) - 1
-            };
-            u64::from_le_bytes(w) & mask
-        };
-        self.get(len, [word(0), word(1), word(2)])
     }
 }
 
-static TOP: Table<32> = Table::new(&TOP_NAMES, 0x612e_7696_a6ce_cc1b);
-static USER: Table<8> = Table::new(&USER_NAMES, 0x5c6e_4337_15ba_2bdd);
+/// Where a key is looked up: among the record's members or `userIdentity`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Members {
+    Top = 0,
+    User = 1,
+}
+
+/// Indexed by [`Members`].
+static TABLES: [Table<32>; 2] = [
+    Table::new(&TOP_NAMES, 0x612e_7696_a6ce_cc1b),
+    Table::new(&USER_NAMES, 0x5c6e_4337_15ba_2bdd),
+];
 
 /// The key field a top-level member named `key` is.
 pub(crate) fn top_member(key: &[u8]) -> Option<Member> {
-    TOP.name(key)
+    TABLES[Members::Top as usize].name(key)
 }
 
 /// The key field a `userIdentity` member named `key` is.
 pub(crate) fn user_member(key: &[u8]) -> Option<Member> {
-    USER.name(key)
+    TABLES[Members::User as usize].name(key)
 }
 
-/// [`top_member`] of `buf[start..end]`, with word loads from `buf`.
-#[inline(always)]
-pub(crate) fn top_member_in(buf: &[u8], start: usize, end: usize) -> Option<Member> {
-    TOP.name_in(buf, start, end)
+/// The key field `buf[start..end]` names among `members`.
+pub(crate) fn member_in(members: Members, buf: &[u8], start: usize, end: usize) -> Option<Member> {
+    TABLES[members as usize].name_in(buf, start, end)
 }
 
-/// [`user_member`] of `buf[start..end]`, with word loads from `buf`.
+/// The key field the first `len` bytes of `bytes` name among `members`: three word loads, a
+/// hash and four compares, without a branch.
 #[inline(always)]
-pub(crate) fn user_member_in(buf: &[u8], start: usize, end: usize) -> Option<Member> {
-    USER.name_in(buf, start, end)
+pub(crate) fn member_prefix(
+    members: Members,
+    bytes: &[u8; NAME_MAX],
+    len: usize,
+) -> Option<Member> {
+    TABLES[members as usize].prefix(bytes, len)
 }
 
 /// Reuses simd-json's buffers across records, so reading key fields allocates only the
@@ -549,13 +571,13 @@ mod tests {
     #[test]
     fn member_tables_name_exactly_the_key_fields() {
         let mut buf = Vec::new();
-        for (names, lookup, lookup_in) in [
+        for (names, lookup, members) in [
             (
                 &TOP_NAMES[..],
                 top_member as fn(&[u8]) -> Option<Member>,
-                top_member_in as fn(&[u8], usize, usize) -> Option<Member>,
+                Members::Top,
             ),
-            (&USER_NAMES[..], user_member, user_member_in),
+            (&USER_NAMES[..], user_member, Members::User),
         ] {
             for &(name, member) in names {
                 assert_eq!(lookup(name), Some(member));
@@ -585,14 +607,19 @@ mod tests {
                         buf.extend_from_slice(&candidate);
                         let end = buf.len();
                         buf.extend_from_slice(tail);
-                        assert_eq!(lookup_in(&buf, 2, end), expected, "{:?}", candidate);
+                        assert_eq!(
+                            member_in(members, &buf, 2, end),
+                            expected,
+                            "{:?}",
+                            candidate
+                        );
                     }
                 }
             }
         }
         assert_eq!(top_member(b""), None);
         assert_eq!(top_member(&[b'e'; 40]), None);
-        assert_eq!(top_member_in(&[b'e'; 40], 0, 40), None);
+        assert_eq!(member_in(Members::Top, &[b'e'; 40], 0, 40), None);
     }
 
     /// Splits `file` with the splitter and parses each batch; returns what `each` saw and the
