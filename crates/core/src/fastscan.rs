@@ -215,7 +215,9 @@ impl FastScanner {
         let Ok(rec) = simdutf8::basic::from_utf8(&rec[..len]) else {
             return Outcome::Declined;
         };
-        let Some(keys) = self.keys.get(..self.cur.keys) else {
+        // The last slot is where keys that are not noted, and any past `KEYS_MAX`, were
+        // written: never one to read.
+        let Some(keys) = self.keys[..KEYS_MAX].get(..self.cur.keys) else {
             return Outcome::Declined;
         };
         self.found.clear();
@@ -1214,18 +1216,23 @@ mod tests {
     fn more_keys_than_noted_are_declined() {
         // Each `"kNNN":0,` is a top-level key noted for lookup; past `KEYS_MAX` of them the
         // record goes to simd-json.
-        for n in [
-            KEYS_MAX - 1,
-            KEYS_MAX,
-            KEYS_MAX + 1,
-            KEYS_MAX + 2,
-            2 * KEYS_MAX,
-        ] {
+        for n in (KEYS_MAX - 4..=KEYS_MAX + 2).chain([2 * KEYS_MAX]) {
             let keys: String = (0..n).map(|i| format!(r#""k{i}":0,"#)).collect();
             let rec = format!(r#"{{{keys}"eventName":"last","userIdentity":{{"arn":"a"}}}}"#);
             // Noted: the n keys, eventName and userIdentity, and arn.
             let accepted = check_sound(rec.as_bytes(), 64);
-            assert_eq!(accepted, n + 3 <= KEYS_MAX + 1, "{n} keys");
+            assert_eq!(accepted, n + 3 <= KEYS_MAX, "{n} keys");
+            // Keys that are not noted after the last that is: the slot they are written to
+            // must never be read as a noted one.
+            for (tail, noted) in [
+                (r#""x":{"eventName":"nested"}"#, 1),
+                (r#""eventName":"real","x":{"y":0}"#, 2),
+                (r#""userIdentity":{"sessionContext":{"type":"deep"}}"#, 2),
+            ] {
+                let rec = format!("{{{keys}{tail}}}");
+                let accepted = check_sound(rec.as_bytes(), 64);
+                assert_eq!(accepted, n + noted <= KEYS_MAX, "{n} keys, then {tail}");
+            }
         }
     }
 
