@@ -197,7 +197,7 @@ const USER_NAMES: [(&[u8], Member); 5] = [
 /// the bytes (every record has some twenty top-level keys; measured ~2 % faster on natural
 /// records than the byte-wise match it replaced).
 type Words = [u64; 3];
-pub(crate) const NAME_MAX: usize = 24;
+const NAME_MAX: usize = 24;
 
 /// One slot of a member table: open addressing without probing, since the multipliers below
 /// were chosen so that the names' first words do not collide (checked when the table is
@@ -297,7 +297,9 @@ impl<const N: usize> Table<N> {
         self.get(name.len(), words_of(name))
     }
 
-    /// The member named by `buf[start..end]`.
+    /// The member named by `buf[start..end]`, read as three word loads when `buf` has
+    /// [`NAME_MAX`] bytes from `start` (it does, but at the very end of a buffer).
+    #[inline(always)]
     fn name_in(&self, buf: &[u8], start: usize, end: usize) -> Option<Member> {
         match buf.get(start..).and_then(|b| b.first_chunk::<NAME_MAX>()) {
             Some(bytes) => self.prefix(bytes, end - start),
@@ -329,20 +331,11 @@ pub(crate) fn user_member(key: &[u8]) -> Option<Member> {
     TABLES[Members::User as usize].name(key)
 }
 
-/// The key field `buf[start..end]` names among `members`.
+/// The key field `buf[start..end]` names among `members`: three word loads, a hash and four
+/// compares, without a branch.
+#[inline(always)]
 pub(crate) fn member_in(members: Members, buf: &[u8], start: usize, end: usize) -> Option<Member> {
     TABLES[members as usize].name_in(buf, start, end)
-}
-
-/// The key field the first `len` bytes of `bytes` name among `members`: three word loads, a
-/// hash and four compares, without a branch.
-#[inline(always)]
-pub(crate) fn member_prefix(
-    members: Members,
-    bytes: &[u8; NAME_MAX],
-    len: usize,
-) -> Option<Member> {
-    TABLES[members as usize].prefix(bytes, len)
 }
 
 /// Reuses simd-json's buffers across records, so reading key fields allocates only the
