@@ -35,10 +35,7 @@ pub fn sniff(prefix: &[u8]) -> Result<Format, ParseError> {
     if prefix.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         return Ok(Format::Zstd);
     }
-    match prefix
-        .iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-    {
+    match prefix.iter().find(|&&b| !crate::splitter::is_ws(b)) {
         Some(b'{') => Ok(Format::Json),
         None if prefix.is_empty() => Err(ParseError::UnknownFormat("the file is empty".into())),
         // Whitespace-only prefix: only JSON can start like that; the splitter judges the rest.

@@ -26,6 +26,7 @@
 
 use crate::blockscan::{escaped_by_backslashes, prefix_xor, BLOCK};
 use crate::fields::{member_in, KeyFields, Member, Members, Scalar};
+use crate::splitter::is_ws;
 
 /// What [`FastScanner::resume`] found.
 // The record variant is the common one and its fields move straight into the span; boxing them
@@ -600,7 +601,7 @@ fn key_field(rec: &[u8], at: usize, members: Members) -> Result<Option<(Member, 
     let after_key = rec.get(at + len + 2..).ok_or(())?;
     // Compact JSON first: `"key":value`.
     let rest = match after_key {
-        [b':', first, ..] if !is_whitespace(first) => &after_key[1..],
+        [b':', first, ..] if !is_ws(*first) => &after_key[1..],
         _ => trim_whitespace_start(
             trim_whitespace_start(after_key)
                 .strip_prefix(b":")
@@ -687,25 +688,13 @@ fn opens_user_identity(rec: &[u8], at: usize) -> bool {
     matches!(trim_whitespace_end(before).last(), Some(b'{' | b','))
 }
 
-/// JSON's whitespace (not form feed, unlike `trim_ascii`).
-#[inline]
-fn is_whitespace(b: &u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
-}
-
 fn trim_whitespace_end(bytes: &[u8]) -> &[u8] {
-    let keep = bytes
-        .iter()
-        .rposition(|b| !is_whitespace(b))
-        .map_or(0, |i| i + 1);
+    let keep = bytes.iter().rposition(|&b| !is_ws(b)).map_or(0, |i| i + 1);
     &bytes[..keep]
 }
 
 fn trim_whitespace_start(bytes: &[u8]) -> &[u8] {
-    let skip = bytes
-        .iter()
-        .position(|b| !is_whitespace(b))
-        .unwrap_or(bytes.len());
+    let skip = bytes.iter().position(|&b| !is_ws(b)).unwrap_or(bytes.len());
     &bytes[skip..]
 }
 

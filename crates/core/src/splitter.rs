@@ -140,7 +140,9 @@ pub struct RecordSplitter {
     fast_records: u64,
 }
 
-fn is_ws(b: u8) -> bool {
+/// JSON's whitespace (not form feed, unlike `u8::is_ascii_whitespace`).
+#[inline]
+pub(crate) fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
