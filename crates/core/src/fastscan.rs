@@ -13,7 +13,8 @@
 //! string" with escapes and a prefix XOR, then visit only the structural characters, string
 //! starts and scalar starts ("tokens", about one in nine bytes of a CloudTrail record) with a
 //! small grammar state machine. String contents are checked by mask (no control bytes, valid
-//! escapes), UTF-8 once per record (simdutf8).
+//! escapes), UTF-8 once per record (simdutf8), and only when the classification saw a byte of
+//! 0x80 or above: most records are ASCII.
 //!
 //! Key fields are read in two steps: the block loop only notes where each key of the record
 //! and of its `userIdentity` starts (a store, no branch); once the record is whole and valid,
