@@ -215,7 +215,8 @@ impl FastScanner {
     fn finish(&mut self, rec: &[u8], len: usize) -> Outcome {
         // A string slice between two quotes of valid UTF-8 is valid UTF-8 (the `get` below
         // cannot fail), so fields need no check of their own. Most records are ASCII, which the
-        // classification already saw: then no pass of its own (measured 3 % of the time).
+        // classification already saw: then no pass of its own (measured 1.8 % faster on natural
+        // records).
         let rec = &rec[..len];
         let rec = if self.cur.non_ascii {
             match simdutf8::basic::from_utf8(rec) {
@@ -1177,7 +1178,8 @@ mod tests {
         let body = [b'x'; 3 * BLOCK];
         for at in 0..body.len() {
             for (insert, valid) in [
-                (&b"\xff"[..], false),
+                (&b""[..], true),
+                (b"\xff", false),
                 (b"\xc3", false),
                 (b"\xed\xa0\x80", false),
                 (b"\xc3\xa9", true),
@@ -1196,7 +1198,8 @@ mod tests {
                         Outcome::NeedMore => panic!("NeedMore at {at}"),
                     }
                 }
-                // Non-ASCII past the record's end, in its last block, is not the record's.
+                // Non-ASCII past the record's end, in its last block, is not the record's (and
+                // with the empty insert, follows an ASCII record).
                 if valid {
                     rec.extend_from_slice(b",\xff\xff");
                     assert!(check_sound(&rec, rec.len()), "at {at}");
