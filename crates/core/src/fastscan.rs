@@ -604,12 +604,9 @@ fn key_field(rec: &[u8], at: usize, members: Members) -> Result<Option<(Member, 
     // A key longer than the window cannot be a key field's name, escaped or not.
     let window = rec.get(at + 1..).ok_or(())?;
     let window = &window[..window.len().min(KEY_WINDOW)];
-    let Some(len) = quote_or_backslash(window) else {
+    let Some(len) = escape_free_len(window)? else {
         return Ok(None);
     };
-    if window[len] != b'"' {
-        return Err(());
-    }
     let Some(member) = member_in(members, rec, at + 1, at + 1 + len) else {
         return Ok(None);
     };
@@ -626,10 +623,7 @@ fn key_field(rec: &[u8], at: usize, members: Members) -> Result<Option<(Member, 
     let start = rec.len() - rest.len();
     let value = match rest.first() {
         Some(b'"') => {
-            let k = quote_or_backslash(&rest[1..]).ok_or(())?;
-            if rest[1 + k] != b'"' {
-                return Err(());
-            }
+            let k = escape_free_len(&rest[1..])?.ok_or(())?;
             Value::Str {
                 start: start + 1,
                 end: start + 1 + k,
@@ -640,6 +634,18 @@ fn key_field(rec: &[u8], at: usize, members: Members) -> Result<Option<(Member, 
         _ => Value::Other,
     };
     Ok(Some((member, value)))
+}
+
+/// The length of the string whose contents start `bytes`: up to its closing quote, which is
+/// the first `"`. `Err` when a `\` comes first (key fields are read without unescaping),
+/// `None` when `bytes` has neither.
+#[inline(always)]
+fn escape_free_len(bytes: &[u8]) -> Result<Option<usize>, ()> {
+    match quote_or_backslash(bytes) {
+        Some(len) if bytes[len] == b'"' => Ok(Some(len)),
+        Some(_) => Err(()),
+        None => Ok(None),
+    }
 }
 
 /// The first `"` or `\` in `bytes`. Key-field keys and values are short: 16 bytes at a time
@@ -771,7 +777,7 @@ fn scalar_at(rec: &[u8], at: usize) -> Result<(), Step> {
     };
     match rest.get(len) {
         None => Err(Step::NeedMore),
-        Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b'}' | b']') => Ok(()),
+        Some(&c) if is_ws(c) || matches!(c, b',' | b'}' | b']') => Ok(()),
         Some(_) => Err(Step::Declined),
     }
 }
