@@ -9,11 +9,14 @@
 //! - [`filter`]: per-sink record selection.
 //! - [`sink`]: the sink contract; [`sinks`]: local sinks.
 //! - [`dir_source`]: local directory source; [`deadletter`]: the local dead-letter file.
+//! - [`delivery`]: the delivery contract: one engine for batched sinks, failure classes,
+//!   circuit breakers, durable dead-letter places.
 //! - [`rate`]: request/byte rate limits, AIMD and backoff shared by the batched network sinks.
 
 pub mod ack;
 pub mod chunk;
 pub mod deadletter;
+pub mod delivery;
 pub mod dir_source;
 pub mod dispatch;
 pub mod emit;

@@ -4,6 +4,7 @@
 
 use crate::ack::AckToken;
 use crate::chunk::RecordChunk;
+use crate::delivery::DeliveryControl;
 use crate::filter::RecordFilter;
 use crate::sink::{Delivery, Sink, SinkReport};
 use std::collections::BTreeMap;
@@ -59,6 +60,7 @@ pub struct Pipeline {
     router: JoinHandle<()>,
     sinks: Vec<JoinHandle<SinkReport>>,
     pub stats: Arc<PipelineStats>,
+    control: DeliveryControl,
 }
 
 impl Pipeline {
@@ -68,8 +70,10 @@ impl Pipeline {
         let stats = Arc::new(PipelineStats::default());
         let mut routes = Vec::new();
         let mut handles = Vec::new();
-        for spec in sinks {
+        let control = DeliveryControl::new();
+        for mut spec in sinks {
             let (tx, rx) = mpsc::channel(capacity);
+            spec.sink.attach(&control);
             handles.push(tokio::spawn(spec.sink.run(rx)));
             routes.push((spec.filter, tx));
         }
@@ -80,7 +84,13 @@ impl Pipeline {
             router,
             sinks: handles,
             stats,
+            control,
         }
+    }
+
+    /// The sinks' breakers and the stop-retrying switch (the source watches this).
+    pub fn control(&self) -> DeliveryControl {
+        self.control.clone()
     }
 
     pub fn input(&self) -> mpsc::Sender<Routed> {

@@ -55,6 +55,10 @@ pub type SinkFuture = Pin<Box<dyn Future<Output = SinkReport> + Send + 'static>>
 
 pub trait Sink: Send + 'static {
     fn name(&self) -> &str;
+    /// Joins the running pipeline's delivery board: a sink that can fail registers its
+    /// breaker there (the source pauses while it is open) and listens for the request to stop
+    /// retrying. Sinks that cannot fail keep the default.
+    fn attach(&mut self, _control: &crate::delivery::DeliveryControl) {}
     /// Consumes deliveries until the channel closes, then flushes and reports. Must answer every
     /// token: ack, dead-letter or fail.
     fn run(self: Box<Self>, rx: mpsc::Receiver<Delivery>) -> SinkFuture;
@@ -69,6 +73,42 @@ pub struct SinkCounters {
     pub batches: std::sync::atomic::AtomicU64,
     pub throttled: std::sync::atomic::AtomicU64,
     pub retries: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+    pub failed_deliveries: std::sync::atomic::AtomicU64,
+    /// Distinct notes (the last errors), at most eight; never credentials.
+    pub errors: std::sync::Mutex<Vec<String>>,
+}
+
+impl SinkCounters {
+    pub fn note(&self, e: &str) {
+        let mut v = match self.errors.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if v.len() < 8 && !v.iter().any(|x| x == e) {
+            v.push(e.to_string());
+        }
+    }
+
+    /// The end-of-run report from the live counters.
+    pub fn report(&self) -> SinkReport {
+        use std::sync::atomic::Ordering::Relaxed;
+        let errors = match self.errors.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        SinkReport {
+            name: self.name.clone(),
+            records: self.records.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            dead_lettered: self.dead_lettered.load(Relaxed),
+            failed_deliveries: self.failed_deliveries.load(Relaxed),
+            batches: self.batches.load(Relaxed),
+            throttled: self.throttled.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            errors,
+        }
+    }
 }
 
 /// Every sink's live counters in this process.
