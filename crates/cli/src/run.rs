@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trailhose_config::{Config, SinkConfig, SourceConfig};
 use trailhose_pipeline::deadletter::DeadLetterFile;
+use trailhose_pipeline::delivery::{DeadLetterPlace, LocalDeadLetters};
 use trailhose_pipeline::dir_source::{run_dir_source, DirSource, SourceReport};
 use trailhose_pipeline::emit::ChunkLimits;
 use trailhose_pipeline::sinks::discard::DiscardSink;
@@ -30,6 +31,11 @@ impl RunReport {
             && self.source.objects_undelivered == 0
             && self.sinks.iter().all(|s| s.failed_deliveries == 0)
     }
+}
+
+/// The dead-letter place a sink config names (records its destination can never take).
+fn dead_letters_for(target: &str) -> Arc<dyn DeadLetterPlace> {
+    LocalDeadLetters::new(std::path::Path::new(target))
 }
 
 pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
@@ -65,8 +71,13 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
             },
             SinkConfig::CloudwatchLogs(c) => {
                 let client = trailhose_cwl::client_for(c).await;
-                let sink = trailhose_cwl::CloudWatchLogsSink::new(c.clone(), client)
-                    .map_err(|e| anyhow::anyhow!("sink {}: {e}", c.name))?;
+                let sink = trailhose_cwl::sink(
+                    c.clone(),
+                    client,
+                    dead_letters_for(&c.dead_letter),
+                    trailhose_cwl::system_now_ms,
+                )
+                .map_err(|e| anyhow::anyhow!("sink {}: {e}", c.name))?;
                 SinkSpec {
                     sink: Box::new(sink),
                     filter: c.filter.clone(),
@@ -86,7 +97,9 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
             | SinkConfig::Opensearch(_)
             | SinkConfig::Http(_)
             | SinkConfig::Kafka(_) => {
-                trailhose_siem::spec(s).map_err(|e| anyhow::anyhow!("sink {}: {e}", s.name()))?
+                let target = s.dead_letter().unwrap_or_default();
+                trailhose_siem::spec(s, dead_letters_for(target))
+                    .map_err(|e| anyhow::anyhow!("sink {}: {e}", s.name()))?
             }
         };
         specs.push(spec);
