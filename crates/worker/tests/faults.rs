@@ -32,7 +32,7 @@ use trailhose_pipeline::delivery::{DeliveryControl, FailureClass, LocalDeadLette
 use trailhose_pipeline::emit::ChunkLimits;
 use trailhose_pipeline::filter::RecordFilter;
 use trailhose_pipeline::{Pipeline, SinkSpec};
-use trailhose_testkit::fault_proxy::{FaultProxy, Mode, Outcome, PUT_LOG_EVENTS};
+use trailhose_testkit::fault_proxy::{FaultProxy, Mode, Outcome, CWL_TARGET, PUT_LOG_EVENTS};
 use trailhose_worker::heartbeat::Heartbeat;
 use trailhose_worker::lifecycle::Policy;
 use trailhose_worker::{
@@ -637,15 +637,15 @@ fn recent(dir: &Path, seed: u64) -> Vec<LogFile> {
     generate(dir, 8, 25, now_ms() - 3_600_000, seed)
 }
 
-/// (a) CloudWatch Logs refuses PutLogEvents (AccessDeniedException) for longer than
-/// `MAX_RECEIVES × VISIBILITY`, then IAM is fixed.
+/// (a) CloudWatch Logs refuses every call (AccessDeniedException: the role lost its logs:*
+/// permissions) for longer than `MAX_RECEIVES × VISIBILITY`, then IAM is fixed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_denied_longer_than_the_receive_budget_then_fixed() {
     let m = trailhose_testkit::moto();
     let (fx, files) = Fixture::new("denied", |d| recent(d, 101)).await;
     let expected = sorted_records(&files);
     let proxy = FaultProxy::start(&m.endpoint).await.expect("proxy");
-    proxy.set_mode(Mode::access_denied(PUT_LOG_EVENTS)).await;
+    proxy.set_mode(Mode::access_denied(CWL_TARGET)).await;
     let run = fx.start(&proxy.endpoint(), "").await;
     let outage = Duration::from_secs(u64::from(MAX_RECEIVES * VISIBILITY) + 6);
     let open = run
@@ -655,9 +655,9 @@ async fn access_denied_longer_than_the_receive_budget_then_fixed() {
     assert_eq!(open.class, FailureClass::SinkRefused, "{open:?}");
     assert!(open.reason.contains("AccessDeniedException"), "{open:?}");
     assert!(!run.control.open_breakers().is_empty(), "still open");
-    assert!(proxy.counts().get(Outcome::Refused, PUT_LOG_EVENTS) >= 1);
+    assert!(proxy.counts().get(Outcome::Refused, CWL_TARGET) >= 1);
     assert_eq!(
-        proxy.counts().get(Outcome::Forwarded, PUT_LOG_EVENTS),
+        proxy.counts().get(Outcome::Forwarded, CWL_TARGET),
         0,
         "nothing reached CloudWatch Logs"
     );
@@ -785,7 +785,8 @@ async fn per_record_refusals_go_to_the_dead_letter_place_alone() {
     );
 }
 
-/// (e) The shape of the outage check: AccessDenied for a while, then the endpoint
+/// (e) The shape of the outage check: AccessDenied for a while (PutLogEvents only: the log
+/// groups and streams are created on the first moto and cached by the sink), then the endpoint
 /// unreachable, then CloudWatch Logs answers from a second, empty moto (the endpoint moved;
 /// the log groups created on the first one are not there). Everything ends up in the second
 /// moto and the queue drains.
