@@ -228,11 +228,21 @@ fn mirror_sinks_and_detection(r: &trailhose_ops::Registry) {
     };
     for c in sinks {
         let l = || vec![("sink", c.name.clone())];
-        let series: [(&'static str, &'static str, u64); 5] = [
+        let series: [(&'static str, &'static str, u64); 7] = [
             (
                 "trailhose_sink_records",
                 "records accepted by a sink",
                 c.records.load(Relaxed),
+            ),
+            (
+                "trailhose_sink_bytes",
+                "bytes of records accepted by a sink",
+                c.bytes.load(Relaxed),
+            ),
+            (
+                "trailhose_sink_failed_deliveries",
+                "deliveries a sink failed (transient or refused; the object comes back)",
+                c.failed_deliveries.load(Relaxed),
             ),
             (
                 "trailhose_sink_dead_lettered",
