@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use trailhose_config::cwl::CloudWatchLogsSinkConfig;
@@ -334,9 +334,28 @@ impl Fixture {
     }
 
     /// The CloudWatch Logs sink's config: groups under this scenario's prefix, the endpoint
-    /// `endpoint` (the fault proxy), short linger and probes.
-    /// `delivery` adds keys to `[delivery]`.
-    fn sink_config(&self, endpoint: &str, delivery: &str) -> CloudWatchLogsSinkConfig {
+    /// `endpoint` (the fault proxy), short linger and probes; `delivery` holds `key = value`
+    /// lines for `[delivery]` that replace these defaults.
+    fn sink_config(&self, endpoint: &str, top: &str, delivery: &str) -> CloudWatchLogsSinkConfig {
+        let defaults = [
+            ("linger_ms", "200".to_string()),
+            ("backoff_ms", "50".to_string()),
+            ("max_backoff_ms", "500".to_string()),
+            ("probe_interval_ms", PROBE_MS.to_string()),
+            ("max_probe_interval_ms", MAX_PROBE_MS.to_string()),
+            ("request_timeout_ms", "5000".to_string()),
+            ("connect_timeout_ms", "1000".to_string()),
+            ("max_retry_duration_seconds", "600".to_string()),
+        ];
+        let named: Vec<&str> = delivery
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+            .collect();
+        let mut section = String::new();
+        for (k, v) in defaults.iter().filter(|(k, _)| !named.contains(k)) {
+            section.push_str(&format!("{k} = {v}\n"));
+        }
+        section.push_str(delivery);
         let text = format!(
             r#"
 name = "cwl"
@@ -344,17 +363,10 @@ region = "{REGION}"
 endpoint_url = "{endpoint}"
 log_group = "{prefix}/{{account}}"
 dead_letter = "{dl}"
+{top}
 
 [delivery]
-linger_ms = 200
-backoff_ms = 50
-max_backoff_ms = 500
-probe_interval_ms = {PROBE_MS}
-max_probe_interval_ms = {MAX_PROBE_MS}
-request_timeout_ms = 5000
-connect_timeout_ms = 1000
-max_retry_duration_seconds = 600
-{delivery}
+{section}
 "#,
             prefix = self.group_prefix,
             dl = self.sink_dead_letters().display(),
@@ -364,7 +376,12 @@ max_retry_duration_seconds = 600
 
     /// Starts the worker with the CloudWatch Logs sink talking to `endpoint`.
     async fn start(&self, endpoint: &str, delivery: &str) -> Running {
-        let cfg = self.sink_config(endpoint, delivery);
+        self.start_with(endpoint, "", delivery).await
+    }
+
+    /// [`start`](Self::start) with top-level sink keys (`top`) as well.
+    async fn start_with(&self, endpoint: &str, top: &str, delivery: &str) -> Running {
+        let cfg = self.sink_config(endpoint, top, delivery);
         let problems = cfg.problems();
         assert!(problems.is_empty(), "{problems:?}");
         let client =
@@ -384,6 +401,7 @@ max_retry_duration_seconds = 600
             4,
         );
         let control = pipeline.control();
+        let (transitions, tracker) = track(control.clone());
         let worker = Worker::new(
             self.settings(),
             &self.sdk,
@@ -408,6 +426,8 @@ max_retry_duration_seconds = 600
             handle,
             stats,
             control,
+            transitions,
+            tracker,
         }
     }
 
@@ -527,6 +547,36 @@ struct Running {
     handle: tokio::task::JoinHandle<WorkerReport>,
     stats: Arc<WorkerStats>,
     control: DeliveryControl,
+    /// Every change of "some breaker is open", with its time.
+    transitions: Arc<Mutex<Vec<(Instant, bool)>>>,
+    tracker: tokio::task::JoinHandle<()>,
+}
+
+/// Records when the pipeline's breakers open and close (as the board announces changes).
+fn track(
+    control: DeliveryControl,
+) -> (
+    Arc<Mutex<Vec<(Instant, bool)>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    let out = log.clone();
+    let handle = tokio::spawn(async move {
+        let mut changes = control.subscribe();
+        let mut last = false;
+        loop {
+            let open = !control.open_breakers().is_empty();
+            if open != last {
+                out.lock()
+                    .expect("transitions")
+                    .push((Instant::now(), open));
+                last = open;
+            }
+            // A periodic look as well, in case a change is coalesced away.
+            let _ = tokio::time::timeout(Duration::from_millis(50), changes.changed()).await;
+        }
+    });
+    (log, handle)
 }
 
 fn object_deletes(s: &WorkerStats) -> u64 {
@@ -537,8 +587,19 @@ fn object_deletes(s: &WorkerStats) -> u64 {
 
 impl Running {
     async fn stop(self) -> WorkerReport {
+        self.tracker.abort();
         let _ = self.stop.send(());
         self.handle.await.expect("worker task")
+    }
+
+    /// How often a breaker opened after `t`.
+    fn opened_since(&self, t: Instant) -> usize {
+        self.transitions
+            .lock()
+            .expect("transitions")
+            .iter()
+            .filter(|(at, open)| *open && *at > t)
+            .count()
     }
 
     /// Holds a fault for `dur`, checking every quarter second that nothing was deleted and
@@ -569,8 +630,9 @@ impl Running {
         seen
     }
 
-    /// Waits for every breaker to close, at most [`RECOVERY`] after the fault was removed.
-    async fn recovered(&self, what: &str) {
+    /// Waits for every breaker to close, at most [`RECOVERY`] after the fault was removed;
+    /// returns when it closed.
+    async fn recovered(&self, what: &str) -> Instant {
         let fixed = Instant::now();
         tokio::time::timeout(RECOVERY, self.control.wait_until_closed())
             .await
@@ -581,6 +643,7 @@ impl Running {
                 )
             });
         eprintln!("{what}: breaker closed {:?} after the fix", fixed.elapsed());
+        Instant::now()
     }
 
     /// Waits until every object message (and the test event) is deleted.
@@ -663,8 +726,9 @@ async fn access_denied_longer_than_the_receive_budget_then_fixed() {
     );
 
     proxy.set_mode(Mode::Pass).await;
-    run.recovered("access denied").await;
+    let closed = run.recovered("access denied").await;
     run.drained(&fx, Duration::from_secs(60)).await;
+    let reopened = run.opened_since(closed);
     let report = run.stop().await;
     assert_delivered(&fx, &report, &m.endpoint, &expected).await;
     assert!(fx.dead_lettered().is_empty(), "no record dead-lettered");
@@ -675,6 +739,11 @@ async fn access_denied_longer_than_the_receive_budget_then_fixed() {
         report.stats
     );
     assert_eq!(report.stats.messages_retried, 0, "{:#?}", report.stats);
+    assert_eq!(
+        reopened, 0,
+        "the breaker stays closed once the fault is gone (checked last, so everything else is \
+         checked even while it is wrong)"
+    );
 }
 
 /// (b) The CloudWatch Logs endpoint is unreachable (connections refused and reset) for 15 s,
@@ -694,8 +763,9 @@ async fn endpoint_down_then_back() {
     assert_eq!(open.class, FailureClass::Transient, "{open:?}");
 
     proxy.set_mode(Mode::Pass).await;
-    run.recovered("endpoint down").await;
+    let closed = run.recovered("endpoint down").await;
     run.drained(&fx, Duration::from_secs(60)).await;
+    let reopened = run.opened_since(closed);
     let report = run.stop().await;
     assert_delivered(&fx, &report, &m.endpoint, &expected).await;
     assert!(fx.dead_lettered().is_empty(), "no record dead-lettered");
@@ -704,6 +774,11 @@ async fn endpoint_down_then_back() {
         fx.messages + 1,
         "held messages were never received again: {:#?}",
         report.stats
+    );
+    assert_eq!(
+        reopened, 0,
+        "the breaker stays closed once the fault is gone (checked last, so everything else is \
+         checked even while it is wrong)"
     );
 }
 
@@ -789,7 +864,8 @@ async fn per_record_refusals_go_to_the_dead_letter_place_alone() {
 /// groups and streams are created on the first moto and cached by the sink), then the endpoint
 /// unreachable, then CloudWatch Logs answers from a second, empty moto (the endpoint moved;
 /// the log groups created on the first one are not there). Everything ends up in the second
-/// moto and the queue drains.
+/// moto and the queue drains; the breaker closes about one probe after the move and stays
+/// closed (a log stream per event name makes many destinations the sink has cached).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_then_down_then_a_second_moto() {
     let m = trailhose_testkit::moto();
@@ -798,7 +874,10 @@ async fn denied_then_down_then_a_second_moto() {
     let expected = sorted_records(&files);
     let proxy = FaultProxy::start(&m.endpoint).await.expect("proxy");
     proxy.set_mode(Mode::access_denied(PUT_LOG_EVENTS)).await;
-    let run = fx.start(&proxy.endpoint(), "").await;
+    // A log stream per event name: many destinations, all created on the first moto.
+    let run = fx
+        .start_with(&proxy.endpoint(), "log_stream = \"{eventName}\"", "")
+        .await;
     let open = run
         .hold(&fx, Duration::from_secs(8), "access denied")
         .await
@@ -811,8 +890,9 @@ async fn denied_then_down_then_a_second_moto() {
     proxy
         .set_mode(Mode::Upstream(second.endpoint.clone()))
         .await;
-    run.recovered("second moto").await;
+    let closed = run.recovered("second moto").await;
     run.drained(&fx, Duration::from_secs(60)).await;
+    let reopened = run.opened_since(closed);
     let report = run.stop().await;
     assert_delivered(&fx, &report, &second.endpoint, &expected).await;
     assert!(fx.dead_lettered().is_empty(), "no record dead-lettered");
@@ -825,5 +905,65 @@ async fn denied_then_down_then_a_second_moto() {
         fx.messages + 1,
         "held messages were never received again: {:#?}",
         report.stats
+    );
+    assert_eq!(
+        reopened, 0,
+        "the breaker stays closed once the fault is gone (checked last, so everything else is \
+         checked even while it is wrong)"
+    );
+}
+
+/// (f) CloudWatch Logs refuses every call for longer than the sink's `max_retry_duration`:
+/// the held deliveries fail (their messages come back, not counted against them), the worker
+/// stays paused while the breaker is open, and once access is fixed everything is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_longer_than_max_retry_duration_then_fixed() {
+    let m = trailhose_testkit::moto();
+    let (fx, files) = Fixture::new("denied-long", |d| recent(d, 108)).await;
+    let expected = sorted_records(&files);
+    let proxy = FaultProxy::start(&m.endpoint).await.expect("proxy");
+    proxy.set_mode(Mode::access_denied(CWL_TARGET)).await;
+    let run = fx
+        .start(&proxy.endpoint(), "max_retry_duration_seconds = 2")
+        .await;
+    let open = run
+        .hold(
+            &fx,
+            Duration::from_secs(10),
+            "access denied past the retry budget",
+        )
+        .await
+        .expect("the breaker opened while access was denied");
+    assert_eq!(open.class, FailureClass::SinkRefused, "{open:?}");
+    assert!(
+        run.stats.messages_retried.load(Ordering::Relaxed) >= 1,
+        "held deliveries gave up after max_retry_duration: {:#?}",
+        run.stats.snapshot()
+    );
+
+    proxy.set_mode(Mode::Pass).await;
+    let calls_before = proxy.counts().total(CWL_TARGET);
+    if tokio::time::timeout(RECOVERY, run.control.wait_until_closed())
+        .await
+        .is_err()
+    {
+        panic!(
+            "breaker still open {RECOVERY:?} after access was fixed, with {} CloudWatch Logs \
+             calls since (nothing left to probe with while receiving is paused): {:?}\n{:#?}",
+            proxy.counts().total(CWL_TARGET) - calls_before,
+            run.control.open_breakers(),
+            run.stats.snapshot()
+        );
+    }
+    let closed = run.recovered("access denied past the retry budget").await;
+    run.drained(&fx, Duration::from_secs(60)).await;
+    let reopened = run.opened_since(closed);
+    let report = run.stop().await;
+    assert_delivered(&fx, &report, &m.endpoint, &expected).await;
+    assert!(fx.dead_lettered().is_empty(), "no record dead-lettered");
+    assert_eq!(
+        reopened, 0,
+        "the breaker stays closed once the fault is gone (checked last, so everything else is \
+         checked even while it is wrong)"
     );
 }
