@@ -547,19 +547,16 @@ struct Running {
     handle: tokio::task::JoinHandle<WorkerReport>,
     stats: Arc<WorkerStats>,
     control: DeliveryControl,
-    /// Every change of "some breaker is open", with its time.
-    transitions: Arc<Mutex<Vec<(Instant, bool)>>>,
+    transitions: Transitions,
     tracker: tokio::task::JoinHandle<()>,
 }
 
+/// Every change of "some breaker is open", with its time.
+type Transitions = Arc<Mutex<Vec<(Instant, bool)>>>;
+
 /// Records when the pipeline's breakers open and close (as the board announces changes).
-fn track(
-    control: DeliveryControl,
-) -> (
-    Arc<Mutex<Vec<(Instant, bool)>>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+fn track(control: DeliveryControl) -> (Transitions, tokio::task::JoinHandle<()>) {
+    let log: Transitions = Arc::default();
     let out = log.clone();
     let handle = tokio::spawn(async move {
         let mut changes = control.subscribe();
