@@ -11,6 +11,49 @@ use trailhose_pipeline::sinks::discard::DiscardSink;
 use trailhose_pipeline::sinks::ndjson::{NdjsonSink, Target};
 use trailhose_pipeline::{Pipeline, SinkReport, SinkSpec};
 
+/// The top-level `[dead_letter]` place: a local file, or an `s3://` prefix reached with the
+/// place's own region/endpoint, else `fallback`'s (the SQS source's, or the command line's).
+pub async fn source_dead_letters(
+    cfg: &Config,
+    fallback: &trailhose_aws::AwsSettings,
+) -> Result<Arc<DeadLetterFile>> {
+    let dl = &cfg.dead_letter;
+    if !dl.is_s3() {
+        return Ok(Arc::new(DeadLetterFile::new(&dl.path)));
+    }
+    let sdk = trailhose_aws::load_sdk_config(&trailhose_aws::AwsSettings {
+        region: dl.region.clone().or_else(|| fallback.region.clone()),
+        endpoint_url: dl.endpoint_url.clone().or_else(|| fallback.endpoint_url.clone()),
+    })
+    .await;
+    let sse = trailhose_aws::SseOptions {
+        sse: dl.sse.clone(),
+        kms_key_id: dl.kms_key_id.clone(),
+    };
+    Ok(trailhose_aws::open_source_dead_letters(
+        &dl.target(),
+        &sse,
+        &sdk,
+    )?)
+}
+
+/// Region and endpoint of the SQS source after its `TRAILHOSE_…` overrides, which an S3
+/// dead-letter place without its own uses.
+fn source_settings(cfg: &Config) -> trailhose_aws::AwsSettings {
+    match &cfg.source {
+        SourceConfig::Sqs(s) => {
+            let mut s = s.clone();
+            // A bad override is reported by the worker itself.
+            let _ = s.apply_env(|k| std::env::var(k).ok());
+            trailhose_aws::AwsSettings {
+                region: s.region,
+                endpoint_url: s.endpoint_url,
+            }
+        }
+        SourceConfig::Dir(_) => trailhose_aws::AwsSettings::default(),
+    }
+}
+
 pub struct RunReport {
     pub source: SourceReport,
     pub sinks: Vec<SinkReport>,
@@ -221,7 +264,7 @@ pub async fn run_config(cfg: &Config) -> Result<RunReport> {
     let started = Instant::now();
     let mut pipeline = Pipeline::start(build_sinks(cfg).await?, cfg.pipeline.channel_capacity);
     let stats = pipeline.stats.clone();
-    let dlq = Arc::new(DeadLetterFile::new(&cfg.dead_letter.path));
+    let dlq = source_dead_letters(cfg, &source_settings(cfg)).await?;
     let (ops, _otel) = start_ops(cfg, &pipeline).await?;
     let source = match &cfg.source {
         SourceConfig::Dir(d) => {
