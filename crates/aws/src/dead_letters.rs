@@ -38,7 +38,11 @@ impl SseOptions {
     fn check(&self) -> Result<(), String> {
         match self.sse.as_deref() {
             None | Some("aws:kms") | Some("AES256") => {}
-            Some(other) => return Err(format!("sse = `{other}`: expected \"aws:kms\" or \"AES256\"")),
+            Some(other) => {
+                return Err(format!(
+                    "sse = `{other}`: expected \"aws:kms\" or \"AES256\""
+                ))
+            }
         }
         if self.kms_key_id.is_some() && self.sse.as_deref() != Some("aws:kms") {
             return Err("kms_key_id needs sse = \"aws:kms\"".into());
@@ -370,8 +374,8 @@ mod tests {
 
     #[test]
     fn keys_are_partitioned_by_sink_and_day_and_never_repeat() {
-        let place = S3DeadLetters::open("s3://b/dl/", &SseOptions::default(), client())
-            .expect("valid url");
+        let place =
+            S3DeadLetters::open("s3://b/dl/", &SseOptions::default(), client()).expect("valid url");
         assert_eq!(place.describe_place(), "s3://b/dl/");
         // 2024-02-29T23:59:58.007Z
         let ms = 1_709_251_198_007;
@@ -385,8 +389,8 @@ mod tests {
         );
         assert!(a.contains("-20240229T235958.007Z-"), "{a}");
         assert!(file.contains(&format!("-{}-", std::process::id())), "{a}");
-        let root = S3DeadLetters::open("s3://b", &SseOptions::default(), client())
-            .expect("valid url");
+        let root =
+            S3DeadLetters::open("s3://b", &SseOptions::default(), client()).expect("valid url");
         assert!(root.next_key("a/b", ms).starts_with("a_b/dt=2024-02-29/"));
     }
 
@@ -416,8 +420,8 @@ mod tests {
             .expect("sse on a file");
         assert!(e.to_string().contains("s3:// places only"), "{e}");
         assert!(open_dead_letters(" ", &SseOptions::default(), &sdk).is_err());
-        let local = open_dead_letters("/tmp/x/dl.ndjson", &SseOptions::default(), &sdk)
-            .expect("a path");
+        let local =
+            open_dead_letters("/tmp/x/dl.ndjson", &SseOptions::default(), &sdk).expect("a path");
         assert_eq!(local.describe(), "/tmp/x/dl.ndjson");
         let s3 = open_dead_letters("s3://b/p", &aes, &sdk).expect("an s3 url");
         assert_eq!(s3.describe(), "s3://b/p/");

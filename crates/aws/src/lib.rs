@@ -20,7 +20,5 @@ pub mod replay;
 pub mod s3read;
 
 pub use clients::{load_sdk_config, s3_client, AwsSettings, S3Clients};
-pub use dead_letters::{
-    open_dead_letters, open_source_dead_letters, S3DeadLetters, SseOptions,
-};
+pub use dead_letters::{open_dead_letters, open_source_dead_letters, S3DeadLetters, SseOptions};
 pub use s3read::{read_into_pipeline, stream_object, ReadError, ReadReport};

@@ -287,7 +287,10 @@ async fn list(source: &ReplaySource, report: &mut ReplayReport) -> Result<Vec<It
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
-            ReplayError::List(format!("s3://{bucket}/{listed}: {}", DisplayErrorContext(&e)))
+            ReplayError::List(format!(
+                "s3://{bucket}/{listed}: {}",
+                DisplayErrorContext(&e)
+            ))
         })?;
         for o in page.contents() {
             let Some(key) = o.key() else { continue };
@@ -426,7 +429,8 @@ fn meta_of(source: &str) -> ObjectMeta {
         key: source.to_owned(),
         ..Default::default()
     };
-    if let trailhose_core::keys::KeyClass::CloudTrail(k) = trailhose_core::keys::classify_key(source)
+    if let trailhose_core::keys::KeyClass::CloudTrail(k) =
+        trailhose_core::keys::classify_key(source)
     {
         meta.account = Some(k.account.to_owned());
         meta.region = Some(k.region.to_owned());
@@ -538,7 +542,9 @@ async fn read_object(
             Ok(l) => l,
             Err(e) => {
                 report.invalid_lines += 1;
-                report.note(format!("{where_}: line {number}: not a dead-letter line: {e}"));
+                report.note(format!(
+                    "{where_}: line {number}: not a dead-letter line: {e}"
+                ));
                 complete = false;
                 continue;
             }
@@ -709,7 +715,9 @@ pub fn summary(source: &ReplaySource, r: &ReplayReport) -> Vec<String> {
         out.push(format!("  to sink {sink}: {n} records"));
     }
     for (sink, n) in &r.unknown_sink {
-        out.push(format!("  sink {sink} is not in the config: {n} records not sent"));
+        out.push(format!(
+            "  sink {sink} is not in the config: {n} records not sent"
+        ));
     }
     if r.other_lines > 0 {
         out.push(format!(

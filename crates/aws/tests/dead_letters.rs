@@ -82,8 +82,10 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-const PRETTY: &[u8] = b"{\n  \"eventID\": \"e1\",\n  \"eventName\": \"RunInstances\",\n  \"a\": [1, 2]\n}";
-const COMPACT: &[u8] = br#"{"eventVersion":"1.08","eventID":"e2","eventName":"PutObject","x":"\u00e9\"q"}"#;
+const PRETTY: &[u8] =
+    b"{\n  \"eventID\": \"e1\",\n  \"eventName\": \"RunInstances\",\n  \"a\": [1, 2]\n}";
+const COMPACT: &[u8] =
+    br#"{"eventVersion":"1.08","eventID":"e2","eventName":"PutObject","x":"\u00e9\"q"}"#;
 
 fn entries() -> Vec<RefusedRecord<'static>> {
     vec![
@@ -135,13 +137,20 @@ async fn a_write_returns_once_its_object_is_stored_and_it_gunzips_to_the_exact_l
         "{key}"
     );
     let lines = gunzip(&get(&s3, &bucket, key).await);
-    assert!(lines == before || lines == after, "{}", String::from_utf8_lossy(&lines));
+    assert!(
+        lines == before || lines == after,
+        "{}",
+        String::from_utf8_lossy(&lines)
+    );
     assert_eq!(place.count(), 2);
     // The pretty record is compacted; the compact one keeps its exact bytes.
     let text = String::from_utf8(lines).expect("utf-8");
     let second = text.lines().nth(1).expect("two lines");
     assert!(
-        second.ends_with(&format!(",\"record\":{}}}", std::str::from_utf8(COMPACT).expect("utf-8"))),
+        second.ends_with(&format!(
+            ",\"record\":{}}}",
+            std::str::from_utf8(COMPACT).expect("utf-8")
+        )),
         "{second}"
     );
     // Every write is an object of its own.
@@ -189,7 +198,8 @@ async fn objects_are_encrypted_as_configured() {
         );
         if let Some(k) = &sse.kms_key_id {
             assert!(
-                head.ssekms_key_id().is_some_and(|got| got.contains(k.trim_start_matches("alias/"))),
+                head.ssekms_key_id()
+                    .is_some_and(|got| got.contains(k.trim_start_matches("alias/"))),
                 "{:?}",
                 head.ssekms_key_id()
             );
@@ -352,7 +362,10 @@ async fn replay_ships_each_record_to_its_sink_and_deletes_only_acknowledged_whol
     place.write("b", &e[1..]).await.expect("to b");
     place.write("refusing", &e[..1]).await.expect("to refusing");
     place.write("down", &e[..1]).await.expect("to down");
-    place.write("gone", &e[..1]).await.expect("to a sink not in the config");
+    place
+        .write("gone", &e[..1])
+        .await
+        .expect("to a sink not in the config");
     // The source's own entries live under the same prefix: not replayable, kept.
     let src = open_source_dead_letters(&url, &SseOptions::default(), &sdk).expect("place");
     src.write_json(&serde_json::json!({"source": "s3://t/k", "kind": "x", "reason": "y"}))
@@ -401,7 +414,10 @@ async fn replay_ships_each_record_to_its_sink_and_deletes_only_acknowledged_whol
     assert_eq!(r.objects_failed, 1, "the object for `down`");
     assert_eq!(r.dead_lettered_again, 1);
     assert_eq!(r.deleted, 3, "a, b and refusing: {r:#?}");
-    assert_eq!(r.kept, 2, "the unknown sink's and the source entry's objects");
+    assert_eq!(
+        r.kept, 2,
+        "the unknown sink's and the source entry's objects"
+    );
     assert!(!r.is_clean());
 
     // The exact record bytes (compacted where the source was pretty), with the original object.
@@ -415,14 +431,21 @@ async fn replay_ships_each_record_to_its_sink_and_deletes_only_acknowledged_whol
             (e[1].source.to_owned(), COMPACT.to_vec()),
         ]
     );
-    assert_eq!(sinks.got("b"), vec![(e[1].source.to_owned(), COMPACT.to_vec())]);
+    assert_eq!(
+        sinks.got("b"),
+        vec![(e[1].source.to_owned(), COMPACT.to_vec())]
+    );
 
     let left = keys(&s3, &bucket, "dl/").await;
     let groups: Vec<&str> = left
         .iter()
         .map(|k| k.split('/').nth(1).unwrap_or_default())
         .collect();
-    assert_eq!(groups, ["README.txt", "_source", "down", "gone"], "{left:?}");
+    assert_eq!(
+        groups,
+        ["README.txt", "_source", "down", "gone"],
+        "{left:?}"
+    );
     assert_eq!(keys(&s3, &bucket, "dl2/").await.len(), 1);
 }
 

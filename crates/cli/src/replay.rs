@@ -5,7 +5,9 @@ use crate::run::build_sinks;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use trailhose_aws::replay::{replay as run_replay, summary, BuildFuture, ReplayOptions, ReplaySource};
+use trailhose_aws::replay::{
+    replay as run_replay, summary, BuildFuture, ReplayOptions, ReplaySource,
+};
 use trailhose_config::Config;
 use trailhose_pipeline::emit::ChunkLimits;
 

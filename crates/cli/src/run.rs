@@ -23,7 +23,10 @@ pub async fn source_dead_letters(
     }
     let sdk = trailhose_aws::load_sdk_config(&trailhose_aws::AwsSettings {
         region: dl.region.clone().or_else(|| fallback.region.clone()),
-        endpoint_url: dl.endpoint_url.clone().or_else(|| fallback.endpoint_url.clone()),
+        endpoint_url: dl
+            .endpoint_url
+            .clone()
+            .or_else(|| fallback.endpoint_url.clone()),
     })
     .await;
     let sse = trailhose_aws::SseOptions {

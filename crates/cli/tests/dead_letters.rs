@@ -52,10 +52,7 @@ fn corpus(dir: &Path, events: u64) -> Vec<(String, Vec<u8>)> {
         let json = gunzip(&std::fs::read(dir.join(&f.path)).expect("file"));
         let parsed: File = serde_json::from_slice(&json).expect("CloudTrail JSON");
         for r in parsed.records {
-            out.push((
-                format!("s3://trail/{}", f.key),
-                r.get().as_bytes().to_vec(),
-            ));
+            out.push((format!("s3://trail/{}", f.key), r.get().as_bytes().to_vec()));
         }
     }
     out
@@ -149,9 +146,19 @@ async fn replay_from_an_s3_prefix_delivers_each_record_to_its_sink_byte_for_byte
     .expect("config");
     let (o, stderr) = output(
         bin()
-            .args(["replay", &format!("s3://{bucket}/fleet/dead-letters/"), "--config"])
+            .args([
+                "replay",
+                &format!("s3://{bucket}/fleet/dead-letters/"),
+                "--config",
+            ])
             .arg(&cfg)
-            .args(["--region", "us-east-1", "--endpoint-url", &moto.endpoint, "--delete"]),
+            .args([
+                "--region",
+                "us-east-1",
+                "--endpoint-url",
+                &moto.endpoint,
+                "--delete",
+            ]),
     );
     assert!(o.status.success(), "{stderr}");
     assert!(
@@ -165,7 +172,10 @@ async fn replay_from_an_s3_prefix_delivers_each_record_to_its_sink_byte_for_byte
     // The `files` sink holds exactly the bytes of the records it refused.
     let mut expected: Vec<Vec<u8>> = to_files.iter().map(|(_, b)| b.clone()).collect();
     expected.sort();
-    assert!(lines_in(&out.join("files")) == expected, "byte-identical records");
+    assert!(
+        lines_in(&out.join("files")) == expected,
+        "byte-identical records"
+    );
     // The `siem` sink (envelope shape) got its records with their original object.
     let siem = lines_in(&out.join("siem"));
     assert_eq!(siem.len(), to_siem.len());

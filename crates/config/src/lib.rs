@@ -212,7 +212,12 @@ pub fn s3_target_problems(at: &str, target: &str) -> Vec<String> {
 
 /// The archive sink's SSE rules, for every S3 place: `sse` is `"aws:kms"` or `"AES256"`,
 /// `kms_key_id` needs `"aws:kms"`, and neither applies to a local place.
-pub fn sse_problems(at: &str, s3: bool, sse: Option<&str>, kms_key_id: Option<&str>) -> Vec<String> {
+pub fn sse_problems(
+    at: &str,
+    s3: bool,
+    sse: Option<&str>,
+    kms_key_id: Option<&str>,
+) -> Vec<String> {
     let mut p = Vec::new();
     if !s3 && (sse.is_some() || kms_key_id.is_some()) {
         p.push(format!("{at}: sse/kms_key_id apply to s3:// places only"));
@@ -587,10 +592,16 @@ name = "console"
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
         for (bad, expect) in [
             ("path = \"s3:///x\"", "names no bucket"),
-            ("path = \"dl.ndjson\"\nsse = \"AES256\"", "s3:// places only"),
+            (
+                "path = \"dl.ndjson\"\nsse = \"AES256\"",
+                "s3:// places only",
+            ),
             ("path = \"s3://b/\"\nsse = \"rot13\"", "expected"),
             ("path = \"s3://b/\"\nkms_key_id = \"k\"", "needs sse"),
-            ("path = \"dl.ndjson\"\nregion = \"eu-west-1\"", "s3:// paths only"),
+            (
+                "path = \"dl.ndjson\"\nregion = \"eu-west-1\"",
+                "s3:// paths only",
+            ),
         ] {
             let e = Config::from_toml(&format!("{SQS}\n[dead_letter]\n{bad}\n"), "t.toml")
                 .expect_err(bad)
@@ -623,7 +634,10 @@ name = "console"
             "[[source.buckets]]",
             "[source.dead_letter]\ntype = \"sqs\"\nqueue_url = \"https://sqs.x/1/dlq\"\n[[source.buckets]]",
         );
-        assert!(Config::from_toml(&dlq, "t.toml").expect("valid").warnings().is_empty());
+        assert!(Config::from_toml(&dlq, "t.toml")
+            .expect("valid")
+            .warnings()
+            .is_empty());
         // A sink's local dead-letter (overflow) file too.
         let cwl = format!(
             "{SQS}\n[[sinks]]\ntype = \"cloudwatch_logs\"\nname = \"cw\"\noverflow_path = \"/var/overflow.ndjson\"\n"
@@ -636,7 +650,10 @@ name = "console"
             "{w:?}"
         );
         // A directory source runs where its files are: no warning.
-        assert!(Config::from_toml(GOOD, "t.toml").expect("valid").warnings().is_empty());
+        assert!(Config::from_toml(GOOD, "t.toml")
+            .expect("valid")
+            .warnings()
+            .is_empty());
     }
 
     #[test]

@@ -328,7 +328,9 @@ impl SqsSourceConfig {
             Some(SqsDeadLetterConfig::File { path }) if path.as_os_str().is_empty() => {
                 p.push("source.dead_letter.path is empty".into());
             }
-            Some(SqsDeadLetterConfig::File { path }) if crate::is_s3_url(&path.to_string_lossy()) => {
+            Some(SqsDeadLetterConfig::File { path })
+                if crate::is_s3_url(&path.to_string_lossy()) =>
+            {
                 p.push(format!(
                     "source.dead_letter.path = {path:?}: for S3 use type = \"s3\" with url = \"s3://bucket/prefix/\""
                 ));
@@ -424,10 +426,15 @@ mod tests {
         for (bad, expect) in [
             ("type = \"s3\"\nurl = \"dl/worker\"", "not an s3://"),
             ("type = \"s3\"\nurl = \"s3://\"", "names no bucket"),
-            ("type = \"s3\"\nurl = \"s3://b/\"\nkms_key_id = \"k\"", "needs sse"),
+            (
+                "type = \"s3\"\nurl = \"s3://b/\"\nkms_key_id = \"k\"",
+                "needs sse",
+            ),
             ("type = \"file\"\npath = \"s3://b/p/\"", "type = \"s3\""),
         ] {
-            let p = parse(&format!("[dead_letter]\n{bad}")).expect(bad).problems();
+            let p = parse(&format!("[dead_letter]\n{bad}"))
+                .expect(bad)
+                .problems();
             assert!(p.iter().any(|m| m.contains(expect)), "{bad}: {p:?}");
         }
         assert!(parse("max_mesages = 3").is_err());

@@ -1044,7 +1044,11 @@ async fn two_workers_share_one_queue_without_loss() {
 }
 
 /// The objects under `prefix` of `bucket`, each gunzipped to its JSON lines.
-async fn s3_dead_letters(aws: &Aws, bucket: &str, prefix: &str) -> Vec<(String, serde_json::Value)> {
+async fn s3_dead_letters(
+    aws: &Aws,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<(String, serde_json::Value)> {
     let listed = aws
         .s3
         .list_objects_v2()
@@ -1074,7 +1078,10 @@ async fn s3_dead_letters(aws: &Aws, bucket: &str, prefix: &str) -> Vec<(String, 
             .read_to_string(&mut text)
             .expect("a gzip object");
         assert_eq!(text.lines().count(), 1, "one entry per object: {text}");
-        out.push((key, serde_json::from_str(text.trim_end()).expect("a JSON line")));
+        out.push((
+            key,
+            serde_json::from_str(text.trim_end()).expect("a JSON line"),
+        ));
     }
     out
 }
@@ -1086,7 +1093,10 @@ async fn messages_dead_lettered_to_s3_are_stored_as_objects_before_the_delete() 
     let dl_bucket = aws.bucket("s3dl", None).await;
     for body in [
         "this is not a notification".to_owned(),
-        eventbridge("not-allowed-bucket", "AWSLogs/1/CloudTrail/us-east-1/2026/11/01/x.json.gz"),
+        eventbridge(
+            "not-allowed-bucket",
+            "AWSLogs/1/CloudTrail/us-east-1/2026/11/01/x.json.gz",
+        ),
     ] {
         aws.sqs
             .send_message()
@@ -1132,8 +1142,14 @@ async fn messages_dead_lettered_to_s3_are_stored_as_objects_before_the_delete() 
         assert_eq!(v["queue_url"], queue.as_str());
         bodies.push(v["body"].as_str().unwrap_or_default().to_owned());
     }
-    assert!(bodies.iter().any(|b| b == "this is not a notification"), "{bodies:?}");
-    assert!(bodies.iter().any(|b| b.contains("not-allowed-bucket")), "{bodies:?}");
+    assert!(
+        bodies.iter().any(|b| b == "this is not a notification"),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies.iter().any(|b| b.contains("not-allowed-bucket")),
+        "{bodies:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
