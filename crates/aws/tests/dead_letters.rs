@@ -263,12 +263,15 @@ async fn the_sources_place_writes_one_object_per_entry() {
     assert_eq!(kinds, ["corrupt_compression", "not_cloudtrail"]);
 }
 
+/// (source object, record bytes)
+type Got = (String, Vec<u8>);
+
 /// Collects record bytes (and the source object of each); `refuse` dead-letters everything
 /// instead, `fail` fails everything.
 #[derive(Clone)]
 struct Collect {
     name: String,
-    out: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    out: Arc<Mutex<Vec<Got>>>,
     mode: Mode,
 }
 
@@ -329,7 +332,7 @@ impl Sinks {
         }
     }
 
-    fn got(&self, name: &str) -> Vec<(String, Vec<u8>)> {
+    fn got(&self, name: &str) -> Vec<Got> {
         self.0[name].out.lock().expect("collector").clone()
     }
 }

@@ -48,6 +48,8 @@ pub struct Config {
     pub detection: Option<detect::DetectionConfig>,
 }
 
+// Parsed once per run; boxing the larger variant would only add noise at every use.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceConfig {
