@@ -507,7 +507,7 @@ async fn read_object(
     let (mut lines, size) = match open(source, &item).await {
         Ok(l) => l,
         Err(e) => {
-            report.note(format!("{where_}: {e}"));
+            // Noted with the object's name when its outcome (failed) is settled.
             ack.fail(e);
             drop(ack);
             return Pending {
@@ -742,4 +742,60 @@ pub fn summary(source: &ReplaySource, r: &ReplayReport) -> Vec<String> {
         out.push(format!("error: {e}"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(bytes: &'static [u8]) -> Lines {
+        Box::pin(io::Cursor::new(bytes))
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_bounded_and_the_last_may_lack_its_newline() {
+        let mut r = reader(b"{\"a\":1}\r\n\n{\"b\":2}");
+        let mut line = Vec::new();
+        let mut got = Vec::new();
+        while next_line(&mut r, &mut line, 64).await.expect("line") {
+            got.push(String::from_utf8(line.clone()).expect("utf-8"));
+        }
+        assert_eq!(got, ["{\"a\":1}", "", "{\"b\":2}"]);
+        let mut r = reader(b"0123456789\nx\n");
+        let e = next_line(&mut r, &mut line, 5).await.expect_err("too long");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn the_original_object_is_named_again() {
+        let m = meta_of(
+            "s3://trail/AWSLogs/111122223333/CloudTrail/eu-west-1/2026/11/01/111122223333_CloudTrail_eu-west-1_20261101T0000Z_abcdefabcdefabcd.json.gz",
+        );
+        assert_eq!(m.bucket.as_deref(), Some("trail"));
+        assert_eq!(m.account.as_deref(), Some("111122223333"));
+        assert_eq!(m.region.as_deref(), Some("eu-west-1"));
+        let local = meta_of(
+            "/data/AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/01/111122223333_CloudTrail_us-east-1_20261101T0000Z_abcdefabcdefabcd.json.gz",
+        );
+        assert_eq!(local.bucket, None);
+        assert_eq!(local.region.as_deref(), Some("us-east-1"));
+        assert_eq!(meta_of("whatever").source, "whatever");
+    }
+
+    #[test]
+    fn targets() {
+        assert!(matches!(
+            ReplaySource::parse("dl.ndjson", None),
+            Ok(ReplaySource::Local(_))
+        ));
+        assert!(ReplaySource::parse("s3:///p", None).is_err());
+        assert!(
+            ReplaySource::parse("s3://b/p/", None).is_err(),
+            "needs a client"
+        );
+        assert!(is_dead_letter_key(
+            "dl/cwl/dt=2026-11-01/h-1-0-t-000000.ndjson.gz"
+        ));
+        assert!(!is_dead_letter_key("dl/README.txt"));
+    }
 }
