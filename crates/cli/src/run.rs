@@ -12,6 +12,52 @@ use trailhose_pipeline::sinks::discard::DiscardSink;
 use trailhose_pipeline::sinks::ndjson::{NdjsonSink, Target};
 use trailhose_pipeline::{Pipeline, SinkReport, SinkSpec};
 
+/// The top-level `[dead_letter]` place: a local file, or an `s3://` prefix reached with the
+/// place's own region/endpoint, else `fallback`'s (the SQS source's, or the command line's).
+pub async fn source_dead_letters(
+    cfg: &Config,
+    fallback: &trailhose_aws::AwsSettings,
+) -> Result<Arc<DeadLetterFile>> {
+    let dl = &cfg.dead_letter;
+    if !dl.is_s3() {
+        return Ok(Arc::new(DeadLetterFile::new(&dl.path)));
+    }
+    let sdk = trailhose_aws::load_sdk_config(&trailhose_aws::AwsSettings {
+        region: dl.region.clone().or_else(|| fallback.region.clone()),
+        endpoint_url: dl
+            .endpoint_url
+            .clone()
+            .or_else(|| fallback.endpoint_url.clone()),
+    })
+    .await;
+    let sse = trailhose_aws::SseOptions {
+        sse: dl.sse.clone(),
+        kms_key_id: dl.kms_key_id.clone(),
+    };
+    Ok(trailhose_aws::open_source_dead_letters(
+        &dl.target(),
+        &sse,
+        &sdk,
+    )?)
+}
+
+/// Region and endpoint of the SQS source after its `TRAILHOSE_…` overrides, which an S3
+/// dead-letter place without its own uses.
+fn source_settings(cfg: &Config) -> trailhose_aws::AwsSettings {
+    match &cfg.source {
+        SourceConfig::Sqs(s) => {
+            let mut s = s.clone();
+            // A bad override is reported by the worker itself.
+            let _ = s.apply_env(|k| std::env::var(k).ok());
+            trailhose_aws::AwsSettings {
+                region: s.region,
+                endpoint_url: s.endpoint_url,
+            }
+        }
+        SourceConfig::Dir(_) => trailhose_aws::AwsSettings::default(),
+    }
+}
+
 pub struct RunReport {
     pub source: SourceReport,
     pub sinks: Vec<SinkReport>,
@@ -33,13 +79,58 @@ impl RunReport {
     }
 }
 
-/// The dead-letter place a sink config names (records its destination can never take).
-fn dead_letters_for(target: &str) -> Arc<dyn DeadLetterPlace> {
-    LocalDeadLetters::new(std::path::Path::new(target))
+/// Opens the dead-letter places sinks name (records their destination can never take): a
+/// local file, or an `s3://` prefix reached with `[dead_letter]`'s region, endpoint and SSE
+/// settings (else the SQS source's).
+struct SinkDeadLetters {
+    sdk: Option<trailhose_aws::SdkConfig>,
+    sse: trailhose_aws::SseOptions,
+}
+
+impl SinkDeadLetters {
+    async fn new(cfg: &Config) -> SinkDeadLetters {
+        let any_s3 = cfg
+            .sinks
+            .iter()
+            .filter_map(|s| s.dead_letter())
+            .any(trailhose_config::is_s3_url);
+        let sdk = if any_s3 {
+            let fallback = source_settings(cfg);
+            let dl = &cfg.dead_letter;
+            Some(
+                trailhose_aws::load_sdk_config(&trailhose_aws::AwsSettings {
+                    region: dl.region.clone().or(fallback.region),
+                    endpoint_url: dl.endpoint_url.clone().or(fallback.endpoint_url),
+                })
+                .await,
+            )
+        } else {
+            None
+        };
+        SinkDeadLetters {
+            sdk,
+            sse: trailhose_aws::SseOptions {
+                sse: cfg.dead_letter.sse.clone(),
+                kms_key_id: cfg.dead_letter.kms_key_id.clone(),
+            },
+        }
+    }
+
+    fn open(&self, sink: &str, target: &str) -> Result<Arc<dyn DeadLetterPlace>> {
+        if !trailhose_config::is_s3_url(target) {
+            return Ok(LocalDeadLetters::new(std::path::Path::new(target)));
+        }
+        let Some(sdk) = &self.sdk else {
+            anyhow::bail!("sink {sink}: dead_letter {target}: no S3 client configured");
+        };
+        trailhose_aws::open_dead_letters(target, &self.sse, sdk)
+            .map_err(|e| anyhow::anyhow!("sink {sink}: dead_letter: {e}"))
+    }
 }
 
 pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
     let mut specs = Vec::with_capacity(cfg.sinks.len());
+    let places = SinkDeadLetters::new(cfg).await;
     for s in &cfg.sinks {
         let spec = match s {
             SinkConfig::Ndjson(c) => SinkSpec {
@@ -74,7 +165,7 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
                 let sink = trailhose_cwl::sink(
                     c.clone(),
                     client,
-                    dead_letters_for(&c.dead_letter),
+                    places.open(&c.name, &c.dead_letter)?,
                     trailhose_cwl::system_now_ms,
                 )
                 .map_err(|e| anyhow::anyhow!("sink {}: {e}", c.name))?;
@@ -97,8 +188,8 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
             | SinkConfig::Opensearch(_)
             | SinkConfig::Http(_)
             | SinkConfig::Kafka(_) => {
-                let target = s.dead_letter().unwrap_or_default();
-                trailhose_siem::spec(s, dead_letters_for(target))
+                let place = places.open(s.name(), s.dead_letter().unwrap_or_default())?;
+                trailhose_siem::spec(s, place)
                     .map_err(|e| anyhow::anyhow!("sink {}: {e}", s.name()))?
             }
         };
@@ -289,7 +380,7 @@ pub async fn run_config(cfg: &Config) -> Result<RunReport> {
     let started = Instant::now();
     let mut pipeline = Pipeline::start(build_sinks(cfg).await?, cfg.pipeline.channel_capacity);
     let stats = pipeline.stats.clone();
-    let dlq = Arc::new(DeadLetterFile::new(&cfg.dead_letter.path));
+    let dlq = source_dead_letters(cfg, &source_settings(cfg)).await?;
     let (ops, _otel) = start_ops(cfg, &pipeline).await?;
     let source = match &cfg.source {
         SourceConfig::Dir(d) => {

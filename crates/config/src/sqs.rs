@@ -110,6 +110,16 @@ pub enum SqsDeadLetterConfig {
     Sqs { queue_url: String },
     /// One JSON line per message in a local file.
     File { path: PathBuf },
+    /// One NDJSON.gz object per message under `s3://bucket/prefix/`, written before the
+    /// message is deleted (for a fleet whose local disks are not durable).
+    S3 {
+        url: String,
+        /// `"aws:kms"` (with `kms_key_id`, or the bucket's AWS managed key) or `"AES256"`.
+        #[serde(default)]
+        sse: Option<String>,
+        #[serde(default)]
+        kms_key_id: Option<String>,
+    },
 }
 
 fn d_receivers() -> usize {
@@ -318,6 +328,31 @@ impl SqsSourceConfig {
             Some(SqsDeadLetterConfig::File { path }) if path.as_os_str().is_empty() => {
                 p.push("source.dead_letter.path is empty".into());
             }
+            Some(SqsDeadLetterConfig::File { path })
+                if crate::is_s3_url(&path.to_string_lossy()) =>
+            {
+                p.push(format!(
+                    "source.dead_letter.path = {path:?}: for S3 use type = \"s3\" with url = \"s3://bucket/prefix/\""
+                ));
+            }
+            Some(SqsDeadLetterConfig::S3 {
+                url,
+                sse,
+                kms_key_id,
+            }) => {
+                if !crate::is_s3_url(url) {
+                    p.push(format!(
+                        "source.dead_letter.url = {url:?} is not an s3://bucket/prefix/ URL"
+                    ));
+                }
+                p.extend(crate::s3_target_problems("source.dead_letter.url", url));
+                p.extend(crate::sse_problems(
+                    "source.dead_letter",
+                    true,
+                    sse.as_deref(),
+                    kms_key_id.as_deref(),
+                ));
+            }
             Some(SqsDeadLetterConfig::File { .. }) | None => {}
         }
         p
@@ -377,6 +412,31 @@ mod tests {
             })
         );
         assert!(parse("[dead_letter]\ntype = \"file\"\npath = \"x\"\nbogus = 1").is_err());
+        let c = parse("[dead_letter]\ntype = \"s3\"\nurl = \"s3://dl/worker/\"\nsse = \"AES256\"")
+            .expect("valid");
+        assert_eq!(
+            c.dead_letter,
+            Some(SqsDeadLetterConfig::S3 {
+                url: "s3://dl/worker/".into(),
+                sse: Some("AES256".into()),
+                kms_key_id: None,
+            })
+        );
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        for (bad, expect) in [
+            ("type = \"s3\"\nurl = \"dl/worker\"", "not an s3://"),
+            ("type = \"s3\"\nurl = \"s3://\"", "names no bucket"),
+            (
+                "type = \"s3\"\nurl = \"s3://b/\"\nkms_key_id = \"k\"",
+                "needs sse",
+            ),
+            ("type = \"file\"\npath = \"s3://b/p/\"", "type = \"s3\""),
+        ] {
+            let p = parse(&format!("[dead_letter]\n{bad}"))
+                .expect(bad)
+                .problems();
+            assert!(p.iter().any(|m| m.contains(expect)), "{bad}: {p:?}");
+        }
         assert!(parse("max_mesages = 3").is_err());
     }
 
