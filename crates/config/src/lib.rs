@@ -510,7 +510,10 @@ impl Config {
         }
         for s in &self.sinks {
             if let Some(target) = s.dead_letter() {
-                local.push((format!("sinks.{}.dead_letter", s.name()), target.to_string()));
+                local.push((
+                    format!("sinks.{}.dead_letter", s.name()),
+                    target.to_string(),
+                ));
             }
         }
         local
