@@ -1,12 +1,11 @@
 //! The local dead-letter place: one JSON line per object or record that could not be
 //! processed, with the reason. Nothing leaves the pipeline without a trace here or in a sink.
 
+use crate::linefile::AppendFile;
 use serde::Serialize;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 #[derive(Debug, Serialize)]
 pub struct DeadLetter<'a> {
@@ -20,50 +19,28 @@ pub struct DeadLetter<'a> {
     pub time: String,
 }
 
-/// An append-only file, created (with its directory) on the first write; every append is
-/// synced before it returns, so whoever acknowledges after it knows the bytes are on disk.
+/// An append-only file of lines, created (with its directory) on the first write; every
+/// append is synced before it returns, so whoever acknowledges after it knows the bytes are on
+/// disk. Appends go through [`AppendFile`]: whole lines only, nothing left of a failed
+/// append, a torn line left by a killed writer cut, safe to share between processes.
 pub struct SyncedAppendFile {
-    path: PathBuf,
-    file: Mutex<Option<File>>,
+    file: AppendFile,
 }
 
 impl SyncedAppendFile {
     pub fn new(path: &Path) -> Self {
         SyncedAppendFile {
-            path: path.to_path_buf(),
-            file: Mutex::new(None),
+            file: AppendFile::new(path),
         }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
+    /// Appends `bytes` (whole lines, ending with `\n`) and syncs them.
     pub fn append(&self, bytes: &[u8]) -> io::Result<()> {
-        let mut guard = match self.file.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if guard.is_none() {
-            if let Some(parent) = self.path.parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent)?;
-                }
-            }
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
-            *guard = Some(f);
-        }
-        match guard.as_mut() {
-            Some(f) => {
-                f.write_all(bytes)?;
-                f.sync_data()
-            }
-            None => Err(io::Error::other("append file not open")),
-        }
+        self.file.append(bytes, true)
     }
 }
 
