@@ -491,6 +491,25 @@ name = "console"
     }
 
     #[test]
+    fn shipped_configs_parse_with_their_ndjson_delivery_keys() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        for name in ["local.toml", "aws.toml"] {
+            let p = root.join(name);
+            let text = std::fs::read_to_string(&p).expect("shipped config");
+            let c = Config::from_toml(&text, name).unwrap_or_else(|e| panic!("{e}"));
+            let n = c
+                .sinks
+                .iter()
+                .find_map(|s| match s {
+                    SinkConfig::Ndjson(n) => Some(n),
+                    _ => None,
+                })
+                .expect("an ndjson sink");
+            assert_eq!(n.delivery.max_retry_duration_seconds, 900, "{name}");
+        }
+    }
+
+    #[test]
     fn semantic_problems_are_all_listed() {
         let bad = GOOD.replace("name = \"console\"", "name = \"files\"")
             + "\n[pipeline]\nchannel_capacity = 0\n";
