@@ -22,7 +22,8 @@ impl Checkpoint {
     pub fn open(path: &Path) -> io::Result<Checkpoint> {
         let file = AppendFile::open(path)?;
         let mut done = HashSet::new();
-        let f = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        let f = File::open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         let mut reader = io::BufReader::new(f);
         let mut line = String::new();
         // Every line is whole now; `\r` is part of a key, only `\n` ends one.

@@ -6,9 +6,9 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use trailhose_core::Limits;
+use trailhose_pipeline::delivery::DeliveryConfig;
 use trailhose_pipeline::dir_source::Layout;
 use trailhose_pipeline::filter::RecordFilter;
-use trailhose_pipeline::delivery::DeliveryConfig;
 use trailhose_pipeline::sinks::ndjson::{self, Shape};
 
 pub mod archive;

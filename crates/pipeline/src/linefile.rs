@@ -468,10 +468,9 @@ impl AppendFile {
             o.read(true).write(true);
             let (file, new_entry) = match o.clone().create_new(true).open(&self.path) {
                 Ok(f) => (f, true),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (
-                    o.open(&self.path).map_err(|e| named(&self.path, e))?,
-                    false,
-                ),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    (o.open(&self.path).map_err(|e| named(&self.path, e))?, false)
+                }
                 Err(e) => return Err(named(&self.path, e)),
             };
             *g = Some(Open { file, new_entry });
@@ -865,9 +864,7 @@ mod tests {
         for (i, (n, _)) in names.iter().enumerate() {
             assert_eq!(n, &format!("{}-{:06}.ndjson", w.stem(), i));
         }
-        assert!(w
-            .stem()
-            .contains(&format!("-{}-", std::process::id())));
+        assert!(w.stem().contains(&format!("-{}-", std::process::id())));
     }
 
     #[test]

@@ -55,7 +55,9 @@ impl Tmpfs {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("fs");
         std::fs::create_dir(&dir).expect("mount point");
-        run(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&dir));
+        run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir));
         Tmpfs { dir, _tmp: tmp }
     }
 
@@ -124,7 +126,13 @@ fn drop_dac_override_for_this_thread() {
     };
     let mut data = [CapData::default(); 2];
     // SAFETY: capget/capset with a v3 header and the two data words the kernel expects.
-    let got = unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, data.as_mut_ptr()) };
+    let got = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut hdr as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
     assert_eq!(got, 0, "capget: {}", std::io::Error::last_os_error());
     data[0].effective &= !((1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH));
     // SAFETY: as above.
@@ -177,7 +185,10 @@ fn chunk(obj: usize, n: usize, pad: usize) -> Arc<RecordChunk> {
         let id = format!("o{obj}-r{i}");
         let pretty = i % 7 == 3;
         let rec = if pretty {
-            format!("{{\n  \"eventID\": \"{id}\",\n  \"pad\": \"{}\"\n}}", "p".repeat(pad))
+            format!(
+                "{{\n  \"eventID\": \"{id}\",\n  \"pad\": \"{}\"\n}}",
+                "p".repeat(pad)
+            )
         } else {
             format!("{{\"eventID\":\"{id}\",\"pad\":\"{}\"}}", "p".repeat(pad))
         };
@@ -325,7 +336,10 @@ fn check_files(dir: &Path, max: u64) -> BTreeMap<String, Vec<String>> {
         let mut ids = Vec::new();
         for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_else(|err| {
-                panic!("{name}: not one JSON value per line ({err}): {}", String::from_utf8_lossy(line))
+                panic!(
+                    "{name}: not one JSON value per line ({err}): {}",
+                    String::from_utf8_lossy(line)
+                )
             });
             let id = v["eventID"].as_str().expect("eventID").to_string();
             assert!(seen.insert(id.clone()), "{name}: {id} written twice");
@@ -617,7 +631,10 @@ async fn fsync_acknowledges_a_drained_group_after_one_commit() {
         .expect("finishes");
     assert_delivered(outcomes).await;
     assert_eq!(report.records, 200);
-    assert_eq!(report.batches, 1, "one write pass and one sync for the group");
+    assert_eq!(
+        report.batches, 1,
+        "one write pass and one sync for the group"
+    );
     assert_eq!(all_ids(&check_files(&out, 1 << 30)).len(), 200);
 }
 
@@ -693,9 +710,24 @@ async fn two_sinks_sharing_a_directory_never_share_a_file() {
     // Each file holds one writer's records only, and the two writers' names differ.
     let mut stems = HashSet::new();
     for (name, ids) in &files {
-        let stem = name.rsplit_once('-').map(|(s, _)| s.to_string()).expect("stem");
-        let from_a = ids.iter().all(|id| id[1..].split('-').next().and_then(|o| o.parse::<usize>().ok()).is_some_and(|o| o < 100));
-        let from_b = ids.iter().all(|id| id[1..].split('-').next().and_then(|o| o.parse::<usize>().ok()).is_some_and(|o| o >= 100));
+        let stem = name
+            .rsplit_once('-')
+            .map(|(s, _)| s.to_string())
+            .expect("stem");
+        let from_a = ids.iter().all(|id| {
+            id[1..]
+                .split('-')
+                .next()
+                .and_then(|o| o.parse::<usize>().ok())
+                .is_some_and(|o| o < 100)
+        });
+        let from_b = ids.iter().all(|id| {
+            id[1..]
+                .split('-')
+                .next()
+                .and_then(|o| o.parse::<usize>().ok())
+                .is_some_and(|o| o >= 100)
+        });
         assert!(from_a ^ from_b, "{name} mixes writers: {ids:?}");
         stems.insert((stem, from_a));
     }

@@ -75,7 +75,6 @@ pub fn write_line(
     out.push(b'\n');
 }
 
-
 pub enum Target {
     Stdout,
     /// Rotating files with the default delivery settings (see [`FileTarget`] for all of them).
@@ -427,7 +426,9 @@ impl FileSink {
             };
             if done {
                 if let Some(t) = b.token.take() {
-                    self.counters.records.fetch_add(b.records, Ordering::Relaxed);
+                    self.counters
+                        .records
+                        .fetch_add(b.records, Ordering::Relaxed);
                     self.counters
                         .bytes
                         .fetch_add(b.bytes.len() as u64, Ordering::Relaxed);
