@@ -90,23 +90,32 @@ fn read_exact_at(mut f: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
 }
 
 /// An exclusive advisory lock (`flock`) on an open file, released on drop or when the file is
-/// closed (also when the process dies).
+/// closed (also when the process dies). On a file system without `flock` (ENOLCK, EOPNOTSUPP)
+/// writers go on unlocked and nobody repairs another writer's file.
 struct Flock<'a>(&'a File);
+
+enum Locked {
+    Yes,
+    Busy,
+    Unsupported,
+}
 
 impl<'a> Flock<'a> {
     /// Waits for the lock.
-    fn wait(f: &'a File) -> io::Result<Flock<'a>> {
-        flock(f, false)?;
-        Ok(Flock(f))
+    fn wait(f: &'a File) -> io::Result<Option<Flock<'a>>> {
+        Ok(match flock(f, false)? {
+            Locked::Yes => Some(Flock(f)),
+            Locked::Busy | Locked::Unsupported => None,
+        })
     }
 
-    /// `None` when another open file holds it.
+    /// `None` when another open file holds it, or when locks are not supported (so the file
+    /// may be in progress).
     fn try_now(f: &'a File) -> io::Result<Option<Flock<'a>>> {
-        match flock(f, true) {
-            Ok(()) => Ok(Some(Flock(f))),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(match flock(f, true)? {
+            Locked::Yes => Some(Flock(f)),
+            Locked::Busy | Locked::Unsupported => None,
+        })
     }
 
     /// Keeps the lock until the file is closed.
@@ -122,7 +131,7 @@ impl Drop for Flock<'_> {
 }
 
 #[cfg(unix)]
-fn flock(f: &File, nonblocking: bool) -> io::Result<()> {
+fn flock(f: &File, nonblocking: bool) -> io::Result<Locked> {
     use std::os::unix::io::AsRawFd;
     let op = if nonblocking {
         libc::LOCK_EX | libc::LOCK_NB
@@ -132,11 +141,20 @@ fn flock(f: &File, nonblocking: bool) -> io::Result<()> {
     loop {
         // SAFETY: flock(2) on a descriptor this `File` owns; no memory is passed.
         if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
-            return Ok(());
+            return Ok(Locked::Yes);
         }
         let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => return Ok(Locked::Busy),
+            Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS) => {
+                static ONCE: std::sync::Once = std::sync::Once::new();
+                ONCE.call_once(|| {
+                    tracing::warn!(error = %e, "file locks are not supported here: files in progress cannot be told from abandoned ones, torn files of other writers are not repaired");
+                });
+                return Ok(Locked::Unsupported);
+            }
+            _ => return Err(e),
         }
     }
 }
@@ -151,8 +169,8 @@ fn unlock(f: &File) {
 }
 
 #[cfg(not(unix))]
-fn flock(_f: &File, _nonblocking: bool) -> io::Result<()> {
-    Ok(())
+fn flock(_f: &File, _nonblocking: bool) -> io::Result<Locked> {
+    Ok(Locked::Unsupported)
 }
 
 #[cfg(not(unix))]
@@ -272,7 +290,9 @@ impl LineFile {
             .open(path)
             .map_err(|e| named(path, e))?;
         // Waits only while another process's start-up repair looks at the (empty) file.
-        Flock::wait(&file).map_err(|e| named(path, e))?.keep();
+        if let Some(l) = Flock::wait(&file).map_err(|e| named(path, e))? {
+            l.keep();
+        }
         Ok(LineFile {
             path: path.to_path_buf(),
             file,
@@ -658,7 +678,9 @@ impl RotatingLines {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot check an output file for a torn line")
+                    // Not ours to write (e.g. made read-only by whoever collects them): once.
+                    tracing::warn!(error = %e, "cannot check an output file for a torn line");
+                    self.checked.insert(name);
                 }
             }
         }

@@ -735,3 +735,39 @@ async fn two_sinks_sharing_a_directory_never_share_a_file() {
     assert_eq!(stems.len(), 2, "{stems:?}");
     assert_eq!(names.len(), 2, "{stems:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_on_a_full_disk_leave_nothing_partial_and_go_in_once_later() {
+    use trailhose_pipeline::delivery::{DeadLetterPlace, LocalDeadLetters, RefusedRecord};
+    let fs = Tmpfs::mount("256k");
+    let place = LocalDeadLetters::new(&fs.dir.join("dl/dead.ndjson"));
+    let record = format!("{{\"eventID\":\"big\",\"pad\":\"{}\"}}", "p".repeat(12_000));
+    let entry = |i: u64| RefusedRecord {
+        reason: "too large",
+        label: "too_large",
+        destination: "",
+        source: "test://o",
+        record_index: i,
+        record: record.as_bytes(),
+    };
+    place.write("s", &[entry(0)]).await.expect("first");
+    // One page left: the next line (~12 KiB) is cut short by the kernel, then ENOSPC.
+    let filler = fill(&fs.dir, 4096);
+    let e = place.write("s", &[entry(1)]).await.expect_err("disk full");
+    assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}");
+    let text = std::fs::read_to_string(place.path()).expect("read");
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.ends_with('\n'));
+    std::fs::remove_file(&filler).expect("free");
+    place.write("s", &[entry(1)]).await.expect("after the fix");
+    let text = std::fs::read_to_string(place.path()).expect("read");
+    let idx: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("one JSON value per line");
+            v["dead_letter"]["record_index"].as_u64().expect("index")
+        })
+        .collect();
+    assert_eq!(idx, vec![0, 1]);
+    assert_eq!(place.count(), 2);
+}
