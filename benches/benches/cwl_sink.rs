@@ -60,11 +60,17 @@ fn main() {
             .load()
             .await;
         let cfg: trailhose_config::cwl::CloudWatchLogsSinkConfig = toml::from_str(&format!(
-            "name = \"cwl\"\noverflow_path = {:?}\nrequests_per_second = {rps}\nmax_retries = 50\n",
+            "name = \"cwl\"\ndead_letter = {:?}\n[delivery]\nrequests_per_second = {rps}\n",
             tmp.path().join("overflow.ndjson").display().to_string()
         ))
         .expect("config");
-        let sink = CloudWatchLogsSink::new(cfg, client_from(&sdk)).expect("sink");
+        let sink: CloudWatchLogsSink = trailhose_cwl::sink(
+            cfg,
+            client_from(&sdk),
+            trailhose_pipeline::delivery::LocalDeadLetters::new(&tmp.path().join("overflow.ndjson")),
+            trailhose_cwl::system_now_ms,
+        )
+        .expect("sink");
         let pipeline = Pipeline::start(vec![SinkSpec { sink: Box::new(sink), filter: Default::default() }], 16);
         let dlq = Arc::new(DeadLetterFile::new(&tmp.path().join("dlq.ndjson")));
         let started = Instant::now();

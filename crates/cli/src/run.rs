@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trailhose_config::{Config, SinkConfig, SourceConfig};
 use trailhose_pipeline::deadletter::DeadLetterFile;
+use trailhose_pipeline::delivery::{DeadLetterPlace, DeliveryControl, LocalDeadLetters};
 use trailhose_pipeline::dir_source::{run_dir_source, DirSource, SourceReport};
 use trailhose_pipeline::emit::ChunkLimits;
 use trailhose_pipeline::sinks::discard::DiscardSink;
@@ -30,6 +31,11 @@ impl RunReport {
             && self.source.objects_undelivered == 0
             && self.sinks.iter().all(|s| s.failed_deliveries == 0)
     }
+}
+
+/// The dead-letter place a sink config names (records its destination can never take).
+fn dead_letters_for(target: &str) -> Arc<dyn DeadLetterPlace> {
+    LocalDeadLetters::new(std::path::Path::new(target))
 }
 
 pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
@@ -66,8 +72,13 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
             },
             SinkConfig::CloudwatchLogs(c) => {
                 let client = trailhose_cwl::client_for(c).await;
-                let sink = trailhose_cwl::CloudWatchLogsSink::new(c.clone(), client)
-                    .map_err(|e| anyhow::anyhow!("sink {}: {e}", c.name))?;
+                let sink = trailhose_cwl::sink(
+                    c.clone(),
+                    client,
+                    dead_letters_for(&c.dead_letter),
+                    trailhose_cwl::system_now_ms,
+                )
+                .map_err(|e| anyhow::anyhow!("sink {}: {e}", c.name))?;
                 SinkSpec {
                     sink: Box::new(sink),
                     filter: c.filter.clone(),
@@ -87,7 +98,9 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
             | SinkConfig::Opensearch(_)
             | SinkConfig::Http(_)
             | SinkConfig::Kafka(_) => {
-                trailhose_siem::spec(s).map_err(|e| anyhow::anyhow!("sink {}: {e}", s.name()))?
+                let target = s.dead_letter().unwrap_or_default();
+                trailhose_siem::spec(s, dead_letters_for(target))
+                    .map_err(|e| anyhow::anyhow!("sink {}: {e}", s.name()))?
             }
         };
         specs.push(spec);
@@ -137,6 +150,7 @@ async fn start_ops(
         .set_total(stats.unrouted.load(Relaxed));
         mirror_sinks_and_detection(r);
     });
+    watch_sinks(&registry, &health, pipeline.control());
     if !cfg.ops.listen.is_empty() {
         let addr = trailhose_ops::serve(&cfg.ops.listen, registry.clone(), health.clone())
             .await
@@ -162,6 +176,50 @@ async fn start_ops(
     Ok((Some(trailhose_worker::Ops { registry, health }), otel))
 }
 
+/// Sinks' breakers as a readiness check (not ready while one is open, naming the sink and the
+/// reason) and as a gauge.
+fn watch_sinks(
+    registry: &Arc<trailhose_ops::Registry>,
+    health: &Arc<trailhose_ops::Health>,
+    control: DeliveryControl,
+) {
+    let check = control.clone();
+    health.add_check(
+        "sinks",
+        Arc::new(move || {
+            let open = check.open_breakers();
+            Box::pin(async move {
+                if open.is_empty() {
+                    return Ok(());
+                }
+                Err(open
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "sink {} failing for {} s ({}): {}",
+                            b.sink,
+                            b.open_for.as_secs(),
+                            b.class.as_str(),
+                            b.reason
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "))
+            })
+        }),
+    );
+    registry.add_collector(move |r| {
+        for (sink, state) in control.states() {
+            r.gauge(
+                "trailhose_sink_circuit_open",
+                "1 while a sink's breaker is open (refused or down); the source is paused",
+                vec![("sink", sink)],
+            )
+            .set(i64::from(state.is_some()));
+        }
+    });
+}
+
 /// Live sink counters and per-rule alert counts, copied into the registry at scrape time.
 fn mirror_sinks_and_detection(r: &trailhose_ops::Registry) {
     use std::sync::atomic::Ordering::Relaxed;
@@ -171,11 +229,21 @@ fn mirror_sinks_and_detection(r: &trailhose_ops::Registry) {
     };
     for c in sinks {
         let l = || vec![("sink", c.name.clone())];
-        let series: [(&'static str, &'static str, u64); 5] = [
+        let series: [(&'static str, &'static str, u64); 7] = [
             (
                 "trailhose_sink_records",
                 "records accepted by a sink",
                 c.records.load(Relaxed),
+            ),
+            (
+                "trailhose_sink_bytes",
+                "bytes of records accepted by a sink",
+                c.bytes.load(Relaxed),
+            ),
+            (
+                "trailhose_sink_failed_deliveries",
+                "deliveries a sink failed (transient or refused; the object comes back)",
+                c.failed_deliveries.load(Relaxed),
             ),
             (
                 "trailhose_sink_dead_lettered",

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use trailhose_pipeline::delivery::DeliveryConfig;
 use trailhose_pipeline::filter::RecordFilter;
 use trailhose_pipeline::template::{NameKind, Template};
 
@@ -30,29 +30,30 @@ pub struct CloudWatchLogsSinkConfig {
     pub tags: BTreeMap<String, String>,
     /// STANDARD | INFREQUENT_ACCESS | DELIVERY
     pub log_group_class: Option<String>,
-    /// Flush a partial batch after this long.
-    #[serde(default = "default_linger_ms")]
-    pub linger_ms: u64,
     /// Per-event limit; 1 MiB − 26 today, 262,118 for accounts still on 256 KB.
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: usize,
-    /// PutLogEvents requests per second for this sink's account and region.
-    #[serde(default = "default_rps")]
-    pub requests_per_second: u32,
-    #[serde(default = "default_bps")]
-    pub bytes_per_second: u32,
-    /// PutLogEvents calls in flight at once (several per stream are allowed).
-    #[serde(default = "default_in_flight")]
-    pub max_in_flight: usize,
-    /// Bound on records buffered across all destinations; above it every buffer is flushed,
-    /// so many destinations cannot add up to unbounded memory.
-    #[serde(default = "default_max_buffered_bytes")]
-    pub max_buffered_bytes: usize,
-    /// Attempts per batch before it goes to the overflow destination.
-    #[serde(default = "default_retries")]
-    pub max_retries: u32,
-    /// Records CloudWatch Logs cannot take, with the reason.
-    pub overflow_path: PathBuf,
+    /// `[sinks.delivery]`: batching, rate, retry and breaker settings, the same names as every
+    /// other batched sink; unnamed keys take CloudWatch Logs' defaults.
+    #[serde(
+        default = "DeliveryConfig::cloudwatch_logs",
+        deserialize_with = "trailhose_pipeline::delivery::config::cloudwatch_logs_delivery"
+    )]
+    pub delivery: DeliveryConfig,
+    /// Where records CloudWatch Logs can never take go, with the reason: a local file or
+    /// `s3://bucket/prefix/` (a fleet's local disks are not durable).
+    #[serde(alias = "overflow_path")]
+    pub dead_letter: String,
+    /// Before 0.2 these sat at the top of the sink; they are `[sinks.delivery]` keys now and
+    /// are still read (a `delivery` key of the same name wins).
+    linger_ms: Option<u64>,
+    requests_per_second: Option<u32>,
+    bytes_per_second: Option<u32>,
+    max_in_flight: Option<usize>,
+    max_buffered_bytes: Option<usize>,
+    /// Before 0.2: attempts before a batch went to the overflow file. A transient failure no
+    /// longer dead-letters anything; `delivery.max_retry_duration_seconds` bounds retries.
+    max_retries: Option<u32>,
     #[serde(default)]
     pub filter: RecordFilter,
 }
@@ -63,26 +64,8 @@ fn default_group() -> String {
 fn default_stream() -> String {
     "{region}/{eventCategory}".into()
 }
-fn default_linger_ms() -> u64 {
-    1000
-}
 fn default_max_event_bytes() -> usize {
     1_048_576 - 26
-}
-fn default_rps() -> u32 {
-    800
-}
-fn default_bps() -> u32 {
-    256 * 1024 * 1024
-}
-fn default_in_flight() -> usize {
-    8
-}
-fn default_max_buffered_bytes() -> usize {
-    64 << 20
-}
-fn default_retries() -> u32 {
-    8
 }
 
 impl CloudWatchLogsSinkConfig {
@@ -118,29 +101,67 @@ impl CloudWatchLogsSinkConfig {
                 self.max_event_bytes
             ));
         }
-        if self.requests_per_second == 0 || self.bytes_per_second < 1024 {
+        self.delivery()
+            .problems(&format!("sinks.{n}.delivery"), &mut p);
+        if self.dead_letter.is_empty() {
             p.push(format!(
-                "sinks.{n}: requests_per_second must be > 0 and bytes_per_second ≥ 1024"
-            ));
-        }
-        if self.max_in_flight == 0 || self.max_in_flight > 256 {
-            p.push(format!(
-                "sinks.{n}.max_in_flight = {} must be 1..=256",
-                self.max_in_flight
-            ));
-        }
-        if self.max_buffered_bytes < 2 << 20 {
-            p.push(format!(
-                "sinks.{n}.max_buffered_bytes = {} must be at least 2 MiB",
-                self.max_buffered_bytes
-            ));
-        }
-        if self.linger_ms == 0 || self.linger_ms > 60_000 {
-            p.push(format!(
-                "sinks.{n}.linger_ms = {} must be 1..=60000",
-                self.linger_ms
+                "sinks.{n}.dead_letter is empty: name a file or s3://bucket/prefix/ for records CloudWatch Logs can never take"
             ));
         }
         p
+    }
+}
+
+impl CloudWatchLogsSinkConfig {
+    /// The delivery settings, with the keys of older configs folded in.
+    pub fn delivery(&self) -> DeliveryConfig {
+        let mut d = self.delivery.clone();
+        let base = DeliveryConfig::cloudwatch_logs();
+        // A `[sinks.delivery]` key differing from the default was set there and wins.
+        let fold = |legacy: Option<u64>, current: u64, default: u64| match legacy {
+            Some(v) if current == default => v,
+            _ => current,
+        };
+        d.linger_ms = fold(self.linger_ms, d.linger_ms, base.linger_ms);
+        d.requests_per_second = fold(
+            self.requests_per_second.map(u64::from),
+            u64::from(d.requests_per_second),
+            u64::from(base.requests_per_second),
+        ) as u32;
+        d.bytes_per_second = fold(
+            self.bytes_per_second.map(u64::from),
+            u64::from(d.bytes_per_second),
+            u64::from(base.bytes_per_second),
+        ) as u32;
+        d.max_in_flight = fold(
+            self.max_in_flight.map(|v| v as u64),
+            d.max_in_flight as u64,
+            base.max_in_flight as u64,
+        ) as usize;
+        d.max_buffered_bytes = fold(
+            self.max_buffered_bytes.map(|v| v as u64),
+            d.max_buffered_bytes as u64,
+            base.max_buffered_bytes as u64,
+        ) as usize;
+        d
+    }
+
+    /// Keys of older configs still in use, for `check-config` to point at.
+    pub fn legacy_keys(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let set = [
+            ("linger_ms", self.linger_ms.is_some()),
+            ("requests_per_second", self.requests_per_second.is_some()),
+            ("bytes_per_second", self.bytes_per_second.is_some()),
+            ("max_in_flight", self.max_in_flight.is_some()),
+            ("max_buffered_bytes", self.max_buffered_bytes.is_some()),
+            ("max_retries", self.max_retries.is_some()),
+        ];
+        for (k, on) in set {
+            if on {
+                v.push(k);
+            }
+        }
+        v
     }
 }

@@ -239,6 +239,22 @@ impl SinkConfig {
             SinkConfig::Archive(c) => &c.name,
         }
     }
+
+    /// Where the sink puts records its destination can never take (a file or `s3://…`),
+    /// for sinks that have such a place.
+    pub fn dead_letter(&self) -> Option<&str> {
+        match self {
+            SinkConfig::CloudwatchLogs(c) => Some(&c.dead_letter),
+            SinkConfig::SplunkHec(c) => Some(&c.dead_letter),
+            SinkConfig::Opensearch(c) => Some(&c.dead_letter),
+            SinkConfig::Http(c) => Some(&c.dead_letter),
+            SinkConfig::Kafka(c) => Some(&c.dead_letter),
+            SinkConfig::Ndjson(_)
+            | SinkConfig::Stdout(_)
+            | SinkConfig::Discard(_)
+            | SinkConfig::Archive(_) => None,
+        }
+    }
 }
 
 fn unknown_field(message: &str) -> Option<&str> {

@@ -50,99 +50,7 @@ impl SecretSource {
     }
 }
 
-/// Batching, concurrency, rate and retry settings shared by the SIEM sinks
-/// (`[sinks.delivery]`).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeliveryConfig {
-    /// Documents per request at most.
-    pub max_events: usize,
-    /// Request body bytes (before compression) at most; a single larger document goes alone.
-    pub max_bytes: usize,
-    /// Send a partial batch after this long.
-    pub linger_ms: u64,
-    /// Requests in flight at once.
-    pub max_in_flight: usize,
-    pub requests_per_second: u32,
-    pub bytes_per_second: u32,
-    /// Attempts per document before its delivery fails (the source will bring it back).
-    pub max_attempts: u32,
-    /// First retry delay; doubles per attempt up to `max_backoff_ms`, with jitter.
-    pub backoff_ms: u64,
-    pub max_backoff_ms: u64,
-    /// Whole-request deadline (connect, send, response body).
-    pub request_timeout_ms: u64,
-    pub connect_timeout_ms: u64,
-}
-
-impl Default for DeliveryConfig {
-    fn default() -> Self {
-        DeliveryConfig {
-            max_events: 500,
-            max_bytes: 4 << 20,
-            linger_ms: 1000,
-            max_in_flight: 4,
-            requests_per_second: 100,
-            bytes_per_second: 100 << 20,
-            max_attempts: 8,
-            backoff_ms: 200,
-            max_backoff_ms: 30_000,
-            request_timeout_ms: 30_000,
-            connect_timeout_ms: 10_000,
-        }
-    }
-}
-
-impl DeliveryConfig {
-    fn problems(&self, n: &str, p: &mut Vec<String>) {
-        let at = format!("sinks.{n}.delivery");
-        if self.max_events == 0 || self.max_events > 100_000 {
-            p.push(format!(
-                "{at}.max_events = {} must be 1..=100000",
-                self.max_events
-            ));
-        }
-        if self.max_bytes < 1024 || self.max_bytes > 256 << 20 {
-            p.push(format!(
-                "{at}.max_bytes = {} must be 1 KiB..=256 MiB",
-                self.max_bytes
-            ));
-        }
-        if self.linger_ms == 0 || self.linger_ms > 60_000 {
-            p.push(format!(
-                "{at}.linger_ms = {} must be 1..=60000",
-                self.linger_ms
-            ));
-        }
-        if self.max_in_flight == 0 || self.max_in_flight > 256 {
-            p.push(format!(
-                "{at}.max_in_flight = {} must be 1..=256",
-                self.max_in_flight
-            ));
-        }
-        if self.requests_per_second == 0 || self.bytes_per_second < 1024 {
-            p.push(format!(
-                "{at}: requests_per_second must be > 0 and bytes_per_second ≥ 1024"
-            ));
-        }
-        if self.max_attempts == 0 || self.max_attempts > 1000 {
-            p.push(format!(
-                "{at}.max_attempts = {} must be 1..=1000",
-                self.max_attempts
-            ));
-        }
-        if self.backoff_ms == 0 || self.max_backoff_ms < self.backoff_ms {
-            p.push(format!(
-                "{at}: backoff_ms must be > 0 and max_backoff_ms ≥ backoff_ms"
-            ));
-        }
-        if self.request_timeout_ms < 100 || self.connect_timeout_ms < 100 {
-            p.push(format!(
-                "{at}: request_timeout_ms and connect_timeout_ms must be ≥ 100"
-            ));
-        }
-    }
-}
+pub use trailhose_pipeline::delivery::DeliveryConfig;
 
 /// TLS for HTTPS endpoints (`[sinks.tls]`): the system's roots, plus an optional CA file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -187,8 +95,10 @@ pub struct SplunkHecSinkConfig {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub tls: TlsConfig,
-    /// Records the destination permanently refused, one JSON line each with the reason.
-    pub dead_letter_path: PathBuf,
+    /// Records the destination can never take, one JSON line each with the reason: a file or
+    /// `s3://bucket/prefix/`. (`dead_letter_path` before 0.2.)
+    #[serde(alias = "dead_letter_path")]
+    pub dead_letter: String,
     #[serde(default)]
     pub filter: RecordFilter,
 }
@@ -234,7 +144,8 @@ pub struct OpenSearchSinkConfig {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub tls: TlsConfig,
-    pub dead_letter_path: PathBuf,
+    #[serde(alias = "dead_letter_path")]
+    pub dead_letter: String,
     #[serde(default)]
     pub filter: RecordFilter,
 }
@@ -275,7 +186,8 @@ pub struct HttpSinkConfig {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub tls: TlsConfig,
-    pub dead_letter_path: PathBuf,
+    #[serde(alias = "dead_letter_path")]
+    pub dead_letter: String,
     #[serde(default)]
     pub filter: RecordFilter,
 }
@@ -338,7 +250,8 @@ pub struct KafkaSinkConfig {
     pub max_message_bytes: usize,
     #[serde(default)]
     pub delivery: DeliveryConfig,
-    pub dead_letter_path: PathBuf,
+    #[serde(alias = "dead_letter_path")]
+    pub dead_letter: String,
     #[serde(default)]
     pub filter: RecordFilter,
 }
@@ -433,7 +346,8 @@ impl SplunkHecSinkConfig {
         url_problems(n, &self.url, &mut p);
         self.token
             .problems(&format!("sinks.{n}.token"), true, &mut p);
-        self.delivery.problems(n, &mut p);
+        self.delivery
+            .problems(&format!("sinks.{n}.delivery"), &mut p);
         if self.sourcetype.is_empty() {
             p.push(format!("sinks.{n}.sourcetype is empty"));
         }
@@ -475,7 +389,8 @@ impl OpenSearchSinkConfig {
                 "sinks.{n}: use basic authentication or an API key, not both"
             ));
         }
-        self.delivery.problems(n, &mut p);
+        self.delivery
+            .problems(&format!("sinks.{n}.delivery"), &mut p);
         p
     }
 }
@@ -511,7 +426,8 @@ impl HttpSinkConfig {
                 ));
             }
         }
-        self.delivery.problems(n, &mut p);
+        self.delivery
+            .problems(&format!("sinks.{n}.delivery"), &mut p);
         p
     }
 }
@@ -550,7 +466,8 @@ impl KafkaSinkConfig {
         if self.max_message_bytes < 1024 {
             p.push(format!("sinks.{n}.max_message_bytes must be ≥ 1024"));
         }
-        self.delivery.problems(n, &mut p);
+        self.delivery
+            .problems(&format!("sinks.{n}.delivery"), &mut p);
         p
     }
 }
@@ -581,7 +498,7 @@ path = "in"
 type = "splunk_hec"
 name = "splunk"
 url = "https://splunk.example.com:8088"
-dead_letter_path = "dl/splunk.ndjson"
+dead_letter = "dl/splunk.ndjson"
 format = "ecs"
 indexer_ack = true
 [sinks.token]
@@ -595,7 +512,7 @@ name = "search"
 url = "http://localhost:9200"
 index = "cloudtrail-{account}"
 username = "shipper"
-dead_letter_path = "dl/search.ndjson"
+dead_letter = "dl/search.ndjson"
 [sinks.password]
 file = "/run/secrets/os"
 [sinks.delivery]
@@ -607,7 +524,7 @@ name = "hook"
 url = "https://collector.example.com/ingest"
 body = "json_array"
 gzip = true
-dead_letter_path = "dl/hook.ndjson"
+dead_letter = "dl/hook.ndjson"
 [sinks.headers_from_env]
 Authorization = "HOOK_AUTH"
 
@@ -617,7 +534,7 @@ name = "bus"
 brokers = ["kafka-1:9092", "kafka-2:9092"]
 topic = "cloudtrail.{eventCategory}"
 format = "ocsf"
-dead_letter_path = "dl/bus.ndjson"
+dead_letter = "dl/bus.ndjson"
 [sinks.sasl]
 mechanism = "SCRAM-SHA-512"
 username = "trailhose"

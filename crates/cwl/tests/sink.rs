@@ -7,6 +7,7 @@ use std::sync::Arc;
 use trailhose_config::cwl::CloudWatchLogsSinkConfig;
 use trailhose_cwl::{client_from, CloudWatchLogsSink};
 use trailhose_pipeline::deadletter::DeadLetterFile;
+use trailhose_pipeline::delivery::LocalDeadLetters;
 use trailhose_pipeline::dir_source::{run_dir_source, DirSource, Layout};
 use trailhose_pipeline::{Pipeline, SinkReport, SinkSpec};
 use trailhose_testkit::fake_cwl::{message_hash, FakeCwl, FakeOptions};
@@ -19,7 +20,7 @@ fn now_ms() -> i64 {
 
 fn config(name: &str, endpoint: &str, overflow: &Path) -> CloudWatchLogsSinkConfig {
     let text = format!(
-        "name = {name:?}\nregion = \"us-east-1\"\nendpoint_url = {endpoint:?}\noverflow_path = {:?}\n",
+        "name = {name:?}\nregion = \"us-east-1\"\nendpoint_url = {endpoint:?}\ndead_letter = {:?}\n",
         overflow.display().to_string()
     );
     toml::from_str(&text).expect("valid sink config")
@@ -77,6 +78,20 @@ async fn ship(dir: &Path, sink: CloudWatchLogsSink) -> (SinkReport, u64) {
     (sinks.remove(0), report.records)
 }
 
+fn make(
+    cfg: CloudWatchLogsSinkConfig,
+    client: aws_sdk_cloudwatchlogs::Client,
+    dead_letter: &Path,
+) -> CloudWatchLogsSink {
+    trailhose_cwl::sink(
+        cfg,
+        client,
+        LocalDeadLetters::new(dead_letter),
+        trailhose_cwl::system_now_ms,
+    )
+    .expect("sink")
+}
+
 fn overflow_records(path: &Path) -> Vec<(String, Vec<u8>)> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
@@ -86,7 +101,7 @@ fn overflow_records(path: &Path) -> Vec<(String, Vec<u8>)> {
             let v: serde_json::Value = serde_json::from_str(l).expect("overflow line is JSON");
             let rec = serde_json::to_vec(&v["record"]).expect("json");
             (
-                v["overflow"]["label"].as_str().unwrap_or("").to_string(),
+                v["dead_letter"]["label"].as_str().unwrap_or("").to_string(),
                 rec,
             )
         })
@@ -114,7 +129,7 @@ async fn moto_groups_streams_and_readback() {
     cfg.retention_days = Some(30);
     let sdk = moto.sdk_config("us-east-1").await;
     let client = client_from(&sdk);
-    let sink = CloudWatchLogsSink::new(cfg, client.clone()).expect("sink");
+    let sink = make(cfg, client.clone(), &overflow);
     let (report, read) = ship(&tmp.path().join("in"), sink).await;
     assert_eq!(read as usize, recent.len() + old.len());
     assert_eq!(report.records as usize, recent.len(), "{report:?}");
@@ -227,8 +242,7 @@ async fn enforcing_fake_under_throttling_loses_nothing_and_respects_the_rate() {
     let future = corpus(&tmp.path().join("in/future"), 200, now_ms() + 3 * HOUR, 5);
     let overflow = tmp.path().join("overflow.ndjson");
     let mut cfg = config("cwl", &fake.endpoint, &overflow);
-    cfg.requests_per_second = 10;
-    cfg.max_retries = 30;
+    cfg.delivery.requests_per_second = 10;
     let moto_free_sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(&fake.endpoint)
@@ -237,7 +251,7 @@ async fn enforcing_fake_under_throttling_loses_nothing_and_respects_the_rate() {
         ))
         .load()
         .await;
-    let sink = CloudWatchLogsSink::new(cfg, client_from(&moto_free_sdk)).expect("sink");
+    let sink = make(cfg, client_from(&moto_free_sdk), &overflow);
     let started = std::time::Instant::now();
     let (report, _) = ship(&tmp.path().join("in"), sink).await;
     let elapsed = started.elapsed().as_secs_f64();
@@ -300,7 +314,7 @@ async fn batches_are_nearly_full_and_never_break_a_rule() {
     // One destination, so the only partial batch is the last one.
     cfg.log_group = "/all".into();
     cfg.log_stream = "all".into();
-    cfg.linger_ms = 5_000;
+    cfg.delivery.linger_ms = 5_000;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(&fake.endpoint)
@@ -309,7 +323,7 @@ async fn batches_are_nearly_full_and_never_break_a_rule() {
         ))
         .load()
         .await;
-    let sink = CloudWatchLogsSink::new(cfg, client_from(&sdk)).expect("sink");
+    let sink = make(cfg, client_from(&sdk), &overflow);
     let (report, _) = ship(tmp.path(), sink).await;
     let (rejected, calls, stored) = fake.snapshot(|s| {
         (

@@ -4,15 +4,17 @@
 //! refuse single items: those with 429 or 5xx are retried alone, other refusals (mapping
 //! errors) go to the dead-letter file with the item's error.
 
-use crate::engine::{BatchSink, Doc, Router, SendFuture, Transport, Verdict};
+use crate::engine::{batch_sink, BatchSink, Doc, Router, SendFuture, Transport, Verdict};
 use crate::http::{gzip, join_url, HttpClient};
 use crate::secret::{base64, Secret};
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use http::{Method, Request};
 use http_body_util::Full;
+use std::sync::Arc;
 use std::time::Duration;
 use trailhose_config::siem::{index_char, BulkAction, OpenSearchSinkConfig};
+use trailhose_pipeline::delivery::DeadLetterPlace;
 use trailhose_pipeline::template::{NameKind, Template};
 
 pub struct BulkTransport {
@@ -144,7 +146,10 @@ impl Transport for BulkTransport {
         Box::pin(async move {
             let body = self.body(docs);
             let (body, encoded) = if self.gzip {
-                (gzip(&body).map_err(|e| Verdict::Fail { reason: e })?, true)
+                (
+                    gzip(&body).map_err(|e| Verdict::SinkRefused { reason: e })?,
+                    true,
+                )
             } else {
                 (body, false)
             };
@@ -160,7 +165,7 @@ impl Transport for BulkTransport {
             }
             let req = b
                 .body(Full::new(Bytes::from(body)))
-                .map_err(|e| Verdict::Fail {
+                .map_err(|e| Verdict::SinkRefused {
                     reason: format!("building the request: {e}"),
                 })?;
             let resp = self.http.send(req).await.map_err(Verdict::retry)?;
@@ -174,7 +179,7 @@ impl Transport for BulkTransport {
             match resp.status.as_u16() {
                 200 => {}
                 429 | 503 => return Err(Verdict::throttled_after(what(), resp.retry_after())),
-                401 | 403 | 404 | 405 => return Err(Verdict::Fail { reason: what() }),
+                401 | 403 | 404 | 405 => return Err(Verdict::SinkRefused { reason: what() }),
                 400 | 413 => return Err(Verdict::Split { reason: what() }),
                 s if s >= 500 || s == 408 => return Err(Verdict::retry(what())),
                 _ => return Err(Verdict::Split { reason: what() }),
@@ -216,21 +221,24 @@ fn sanitize_index(name: String) -> String {
 }
 
 /// The OpenSearch / Elasticsearch sink.
-pub fn sink(cfg: &OpenSearchSinkConfig) -> Result<BatchSink<BulkTransport>, String> {
+pub fn sink(
+    cfg: &OpenSearchSinkConfig,
+    dead_letters: Arc<dyn DeadLetterPlace>,
+) -> Result<BatchSink<BulkTransport>, String> {
     let template = Template::parse(&cfg.index, NameKind::Stream)
         .map_err(|e| format!("sinks.{}.index: {e}", cfg.name))?;
     let transport = BulkTransport::new(cfg)?;
-    Ok(BatchSink::new(
+    Ok(batch_sink(
         &cfg.name,
         cfg.format,
         &cfg.delivery,
-        &cfg.dead_letter_path,
+        Some(Router {
+            template,
+            sanitize: sanitize_index,
+        }),
+        dead_letters,
         transport,
-    )
-    .with_router(Router {
-        template,
-        sanitize: sanitize_index,
-    }))
+    ))
 }
 
 #[cfg(test)]

@@ -3,14 +3,16 @@
 //! 429/503 slow down and retry; 5xx/408 retry; 413 and other 4xx split the batch down to the
 //! document the endpoint refuses, which is dead-lettered; 401/403/404/405 fail the deliveries.
 
-use crate::engine::{BatchSink, Doc, SendFuture, Transport, Verdict};
+use crate::engine::{batch_sink, BatchSink, Doc, SendFuture, Transport, Verdict};
 use crate::http::{gzip, HttpClient};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use http::{Method, Request};
 use http_body_util::Full;
+use std::sync::Arc;
 use std::time::Duration;
 use trailhose_config::siem::{HttpBody, HttpSinkConfig};
+use trailhose_pipeline::delivery::DeadLetterPlace;
 
 pub struct HttpTransport {
     http: HttpClient,
@@ -93,7 +95,7 @@ impl HttpTransport {
 pub fn classify(status: u16, what: String, retry_after: Option<std::time::Duration>) -> Verdict {
     match status {
         429 | 503 => Verdict::throttled_after(what, retry_after),
-        401 | 403 | 404 | 405 => Verdict::Fail { reason: what },
+        401 | 403 | 404 | 405 => Verdict::SinkRefused { reason: what },
         408 => Verdict::retry(what),
         s if s >= 500 => Verdict::retry(what),
         _ => Verdict::Split { reason: what },
@@ -109,7 +111,10 @@ impl Transport for HttpTransport {
         Box::pin(async move {
             let body = self.body(docs);
             let (body, encoded) = if self.gzip {
-                (gzip(&body).map_err(|e| Verdict::Fail { reason: e })?, true)
+                (
+                    gzip(&body).map_err(|e| Verdict::SinkRefused { reason: e })?,
+                    true,
+                )
             } else {
                 (body, false)
             };
@@ -129,7 +134,7 @@ impl Transport for HttpTransport {
             }
             let req = b
                 .body(Full::new(Bytes::from(body)))
-                .map_err(|e| Verdict::Fail {
+                .map_err(|e| Verdict::SinkRefused {
                     reason: format!("building the request: {e}"),
                 })?;
             let resp = self.http.send(req).await.map_err(Verdict::retry)?;
@@ -146,13 +151,17 @@ impl Transport for HttpTransport {
 }
 
 /// The generic HTTP sink.
-pub fn sink(cfg: &HttpSinkConfig) -> Result<BatchSink<HttpTransport>, String> {
+pub fn sink(
+    cfg: &HttpSinkConfig,
+    dead_letters: Arc<dyn DeadLetterPlace>,
+) -> Result<BatchSink<HttpTransport>, String> {
     let transport = HttpTransport::new(cfg)?;
-    Ok(BatchSink::new(
+    Ok(batch_sink(
         &cfg.name,
         cfg.format,
         &cfg.delivery,
-        &cfg.dead_letter_path,
+        None,
+        dead_letters,
         transport,
     ))
 }

@@ -5,15 +5,17 @@
 //! reports its `ackId` indexed; one not acknowledged within `ack_timeout_ms` is sent again (HEC
 //! has no idempotency key, so that can duplicate events in Splunk, never lose them).
 
-use crate::engine::{BatchSink, Doc, SendFuture, Transport, Verdict};
+use crate::engine::{batch_sink, BatchSink, Doc, SendFuture, Transport, Verdict};
 use crate::http::{gzip, join_url, HttpClient, HttpResponse};
 use crate::secret::Secret;
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use trailhose_config::siem::SplunkHecSinkConfig;
+use trailhose_pipeline::delivery::DeadLetterPlace;
 
 pub struct HecTransport {
     http: HttpClient,
@@ -165,7 +167,7 @@ impl HecTransport {
             tokio::time::sleep(self.ack_poll).await;
             let req = self
                 .request(&self.ack_url, body.clone().into_bytes(), false)
-                .map_err(|e| Verdict::Fail { reason: e })?;
+                .map_err(|e| Verdict::SinkRefused { reason: e })?;
             match self.http.send(req).await {
                 Ok(resp) if resp.status == StatusCode::OK => {
                     let v: serde_json::Value =
@@ -177,7 +179,7 @@ impl HecTransport {
                 }
                 Ok(resp) => {
                     let v = classify(&resp);
-                    if matches!(v, Verdict::Fail { .. }) {
+                    if matches!(v, Verdict::SinkRefused { .. }) {
                         return Err(v);
                     }
                     last = format!("ack poll: HTTP {}", resp.status.as_u16());
@@ -211,9 +213,9 @@ pub fn classify(resp: &HttpResponse) -> Verdict {
     );
     match resp.status.as_u16() {
         429 | 503 => Verdict::throttled_after(what, resp.retry_after()),
-        401 | 403 | 404 => Verdict::Fail { reason: what },
+        401 | 403 | 404 => Verdict::SinkRefused { reason: what },
         // Incorrect index: every event of this sink would be refused the same way.
-        400 if code == Some(7) => Verdict::Fail { reason: what },
+        400 if code == Some(7) => Verdict::SinkRefused { reason: what },
         400 | 413 => Verdict::Split { reason: what },
         408 => Verdict::retry(what),
         s if s >= 500 => Verdict::retry(what),
@@ -235,7 +237,7 @@ impl Transport for HecTransport {
             }
             let req = self
                 .request(&self.event_url, body, self.gzip)
-                .map_err(|e| Verdict::Fail { reason: e })?;
+                .map_err(|e| Verdict::SinkRefused { reason: e })?;
             let resp = self.http.send(req).await.map_err(Verdict::retry)?;
             if resp.status != StatusCode::OK {
                 return Err(classify(&resp));
@@ -243,7 +245,7 @@ impl Transport for HecTransport {
             if self.indexer_ack {
                 let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
                 let Some(ack_id) = v["ackId"].as_u64() else {
-                    return Err(Verdict::Fail {
+                    return Err(Verdict::SinkRefused {
                         reason: "indexer_ack is on but HEC returned no ackId (is acknowledgement enabled on the token?)".into(),
                     });
                 };
@@ -255,14 +257,18 @@ impl Transport for HecTransport {
 }
 
 /// The Splunk HEC sink.
-pub fn sink(cfg: &SplunkHecSinkConfig) -> Result<BatchSink<HecTransport>, String> {
+pub fn sink(
+    cfg: &SplunkHecSinkConfig,
+    dead_letters: Arc<dyn DeadLetterPlace>,
+) -> Result<BatchSink<HecTransport>, String> {
     let token = Secret::resolve(&cfg.token, &format!("sinks.{}.token", cfg.name))?;
     let transport = HecTransport::new(cfg, &token)?;
-    Ok(BatchSink::new(
+    Ok(batch_sink(
         &cfg.name,
         cfg.format,
         &cfg.delivery,
-        &cfg.dead_letter_path,
+        None,
+        dead_letters,
         transport,
     ))
 }
@@ -296,7 +302,7 @@ mod tests {
         ));
         assert!(matches!(
             classify(&r(403, r#"{"text":"Invalid token","code":4}"#)),
-            Verdict::Fail { .. }
+            Verdict::SinkRefused { .. }
         ));
         assert!(matches!(
             classify(&r(
@@ -307,7 +313,7 @@ mod tests {
         ));
         assert!(matches!(
             classify(&r(400, r#"{"text":"Incorrect index","code":7}"#)),
-            Verdict::Fail { .. }
+            Verdict::SinkRefused { .. }
         ));
         assert!(matches!(
             classify(&r(500, "oops")),

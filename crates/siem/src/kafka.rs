@@ -9,7 +9,7 @@
 //! TLS to the brokers with `[sinks.tls]` (the same root store rules as the HTTP sinks, rustls
 //! with an explicit aws-lc provider). Not supported: idempotent/transactional producing.
 
-use crate::engine::{BatchSink, Doc, Router, SendFuture, Transport, Verdict};
+use crate::engine::{batch_sink, BatchSink, Doc, Router, SendFuture, Transport, Verdict};
 use crate::secret::Secret;
 use rskafka::chrono::{DateTime, Utc};
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OnceCell};
 use trailhose_config::siem::{topic_char, KafkaCompression, KafkaSinkConfig, SaslMechanism};
+use trailhose_pipeline::delivery::DeadLetterPlace;
 use trailhose_pipeline::template::{NameKind, Template};
 
 type Partitions = Arc<Vec<Arc<PartitionClient>>>;
@@ -95,7 +96,7 @@ pub fn classify(e: &KafkaError) -> Verdict {
             | ProtocolError::SaslAuthenticationFailed
             | ProtocolError::InvalidTopicException
             | ProtocolError::UnsupportedVersion
-            | ProtocolError::UnsupportedCompressionType => Verdict::Fail { reason: msg },
+            | ProtocolError::UnsupportedCompressionType => Verdict::SinkRefused { reason: msg },
             ProtocolError::ThrottlingQuotaExceeded => Verdict::throttled(msg),
             _ => Verdict::retry(msg),
         },
@@ -211,7 +212,7 @@ impl KafkaTransport {
         let mut ids = find().await?;
         if ids.is_none() {
             if !self.create_topics {
-                return Err(Verdict::Fail {
+                return Err(Verdict::SinkRefused {
                     reason: format!("Kafka topic {topic:?} does not exist (create_topics is off)"),
                 });
             }
@@ -403,21 +404,24 @@ fn sanitize_topic(name: String) -> String {
 }
 
 /// The Kafka sink.
-pub fn sink(cfg: &KafkaSinkConfig) -> Result<BatchSink<KafkaTransport>, String> {
+pub fn sink(
+    cfg: &KafkaSinkConfig,
+    dead_letters: Arc<dyn DeadLetterPlace>,
+) -> Result<BatchSink<KafkaTransport>, String> {
     let template = Template::parse(&cfg.topic, NameKind::Stream)
         .map_err(|e| format!("sinks.{}.topic: {e}", cfg.name))?;
     let transport = KafkaTransport::new(cfg)?;
-    Ok(BatchSink::new(
+    Ok(batch_sink(
         &cfg.name,
         cfg.format,
         &cfg.delivery,
-        &cfg.dead_letter_path,
+        Some(Router {
+            template,
+            sanitize: sanitize_topic,
+        }),
+        dead_letters,
         transport,
-    )
-    .with_router(Router {
-        template,
-        sanitize: sanitize_topic,
-    }))
+    ))
 }
 
 #[cfg(test)]

@@ -2,19 +2,17 @@
 //!
 //! - [`format`]: `raw`, `ecs` (Elastic Common Schema as the Elastic CloudTrail integration
 //!   maps it) and `ocsf` (OCSF 1.1 API Activity as Security Lake maps it), table-driven.
-//! - [`engine`]: batching, bounded concurrency, rate limits with AIMD, retries with backoff,
-//!   splitting, dead-lettering and acknowledgement, shared by every sink below.
+//! - [`engine`]: how a record becomes a document (shape, destination); batching, retries, the
+//!   breaker, dead letters and acknowledgements are the shared delivery engine's.
 //! - [`hec`]: Splunk HTTP Event Collector (optional indexer acknowledgement).
 //! - [`bulk`]: OpenSearch / Elasticsearch `_bulk`, `_id` = eventID, per-item errors.
 //! - [`generic`]: any HTTP endpoint, NDJSON or JSON array, gzip, headers.
 //! - [`kafka`]: Kafka via `rskafka`, topic template, key = eventID.
 //! - [`http`]: the hyper/rustls client (system roots + optional CA file, timeouts).
 //! - [`secret`]: tokens and passwords from the environment or a file, never from the config.
-//! - [`deadletter`]: the per-sink dead-letter file.
 //! - [`routing`]: compiles `[sinks.filter] pattern` (filter-pattern syntax) for the router.
 
 pub mod bulk;
-pub mod deadletter;
 pub mod engine;
 pub mod format;
 pub mod generic;
@@ -32,12 +30,16 @@ use trailhose_pipeline::SinkSpec;
 /// Builds the pipeline sink for a SIEM sink config (`splunk_hec`, `opensearch`, `http`,
 /// `kafka`). Secrets are read here, from the environment or files the config names. Errors
 /// for any other sink type.
-pub fn spec(cfg: &SinkConfig) -> Result<SinkSpec, String> {
+pub fn spec(
+    cfg: &SinkConfig,
+    dead_letters: std::sync::Arc<dyn trailhose_pipeline::delivery::DeadLetterPlace>,
+) -> Result<SinkSpec, String> {
+    let dl = dead_letters;
     let (sink, filter): (Box<dyn trailhose_pipeline::Sink>, _) = match cfg {
-        SinkConfig::SplunkHec(c) => (Box::new(hec::sink(c)?), c.filter.clone()),
-        SinkConfig::Opensearch(c) => (Box::new(bulk::sink(c)?), c.filter.clone()),
-        SinkConfig::Http(c) => (Box::new(generic::sink(c)?), c.filter.clone()),
-        SinkConfig::Kafka(c) => (Box::new(kafka::sink(c)?), c.filter.clone()),
+        SinkConfig::SplunkHec(c) => (Box::new(hec::sink(c, dl)?), c.filter.clone()),
+        SinkConfig::Opensearch(c) => (Box::new(bulk::sink(c, dl)?), c.filter.clone()),
+        SinkConfig::Http(c) => (Box::new(generic::sink(c, dl)?), c.filter.clone()),
+        SinkConfig::Kafka(c) => (Box::new(kafka::sink(c, dl)?), c.filter.clone()),
         other => return Err(format!("sink {} is not a SIEM sink", other.name())),
     };
     Ok(SinkSpec { sink, filter })

@@ -21,7 +21,7 @@ fn config(url: &str, tmp: &Path, extra: &str) -> SplunkHecSinkConfig {
         r#"
 name = "splunk"
 url = "{url}"
-dead_letter_path = "{}"
+dead_letter = "{}"
 {extra}
 [token]
 file = "{}"
@@ -30,7 +30,7 @@ max_events = 200
 linger_ms = 20
 backoff_ms = 5
 max_backoff_ms = 50
-max_attempts = 30
+max_retry_duration_seconds = 30
 requests_per_second = 2000
 "#,
         tmp.join("dl.ndjson").display(),
@@ -123,7 +123,8 @@ async fn every_record_arrives_once_through_503s_429s_and_500s() {
     }))
     .await;
     let cfg = config(&server.url, tmp.path(), "");
-    let sink = trailhose_siem::hec::sink(&cfg).expect("sink");
+    let sink = trailhose_siem::hec::sink(&cfg, common::local_dead_letters(&cfg.dead_letter))
+        .expect("sink");
     let (report, source) = ship(&tmp.path().join("in"), Box::new(sink)).await;
 
     assert_eq!(source.objects_undelivered, 0, "{report:?}");
@@ -168,7 +169,8 @@ async fn a_bad_event_is_dead_lettered_and_the_rest_indexed_once() {
     }))
     .await;
     let cfg = config(&server.url, tmp.path(), "gzip = true");
-    let sink = trailhose_siem::hec::sink(&cfg).expect("sink");
+    let sink = trailhose_siem::hec::sink(&cfg, common::local_dead_letters(&cfg.dead_letter))
+        .expect("sink");
     let (report, source) = ship(&tmp.path().join("in"), Box::new(sink)).await;
 
     assert_eq!(source.objects_undelivered, 0);
@@ -283,7 +285,8 @@ async fn indexer_acknowledgement_gates_the_ack_and_ecs_events_are_sent() {
         tmp.path(),
         "indexer_ack = true\nack_poll_ms = 10\nformat = \"ecs\"\nindex = \"cloudtrail\"\nhost = \"trailhose-test\"",
     );
-    let sink = trailhose_siem::hec::sink(&cfg).expect("sink");
+    let sink = trailhose_siem::hec::sink(&cfg, common::local_dead_letters(&cfg.dead_letter))
+        .expect("sink");
     let (report, source) = ship(&tmp.path().join("in"), Box::new(sink)).await;
     assert_eq!(source.objects_undelivered, 0, "{report:?}");
     let indexed = indexed.lock().expect("indexed").clone();

@@ -72,7 +72,7 @@ url = "{}/ingest/cloudtrail"
 method = "PUT"
 body = "json_array"
 gzip = true
-dead_letter_path = "{}"
+dead_letter = "{}"
 [headers]
 X-Static = "yes"
 [headers_from_env]
@@ -82,7 +82,7 @@ max_events = 400
 linger_ms = 20
 backoff_ms = 5
 max_backoff_ms = 50
-max_attempts = 30
+max_retry_duration_seconds = 30
 requests_per_second = 2000
 "#,
         server.url,
@@ -90,7 +90,8 @@ requests_per_second = 2000
     );
     let cfg: HttpSinkConfig = toml::from_str(&text).expect("valid sink config");
     assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
-    let sink = trailhose_siem::generic::sink(&cfg).expect("sink");
+    let sink = trailhose_siem::generic::sink(&cfg, common::local_dead_letters(&cfg.dead_letter))
+        .expect("sink");
     let (report, source) = ship(&tmp.path().join("in"), Box::new(sink)).await;
 
     assert_eq!(source.objects_undelivered, 0, "{report:?}");
@@ -127,12 +128,13 @@ async fn auth_refusal_fails_the_objects_without_dead_lettering() {
     }))
     .await;
     let text = format!(
-        "name = \"hook\"\nurl = \"{}/x\"\ndead_letter_path = \"{}\"\n",
+        "name = \"hook\"\nurl = \"{}/x\"\ndead_letter = \"{}\"\n[delivery]\nmax_retry_duration_seconds = 2\nprobe_interval_ms = 50\n",
         server.url,
         tmp.path().join("dl.ndjson").display()
     );
     let cfg: HttpSinkConfig = toml::from_str(&text).expect("valid");
-    let sink = trailhose_siem::generic::sink(&cfg).expect("sink");
+    let sink = trailhose_siem::generic::sink(&cfg, common::local_dead_letters(&cfg.dead_letter))
+        .expect("sink");
     let (report, source) = ship(&tmp.path().join("in"), Box::new(sink)).await;
     assert_eq!(
         source.objects_delivered, 0,
@@ -173,7 +175,7 @@ async fn retry_after_from_the_destination_is_honoured() {
         r#"
 name = "hook"
 url = "{}/in"
-dead_letter_path = "{}"
+dead_letter = "{}"
 [delivery]
 max_events = 10000
 max_in_flight = 1
@@ -185,7 +187,8 @@ max_backoff_ms = 10
         tmp.path().join("dl.ndjson").display()
     );
     let cfg: HttpSinkConfig = toml::from_str(&text).expect("valid sink config");
-    let sink = trailhose_siem::generic::sink(&cfg).expect("sink");
+    let sink = trailhose_siem::generic::sink(&cfg, common::local_dead_letters(&cfg.dead_letter))
+        .expect("sink");
     let (report, source) = ship(&tmp.path().join("in"), Box::new(sink)).await;
     assert_eq!(source.objects_undelivered, 0, "{report:?}");
     assert_eq!(report.records as usize, records.len());

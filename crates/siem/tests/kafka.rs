@@ -96,20 +96,21 @@ topic = "cloudtrail.{{eventCategory}}"
 compression = "gzip"
 create_topics = true
 partitions = 3
-dead_letter_path = "{}"
+dead_letter = "{}"
 [delivery]
 max_events = 300
 linger_ms = 20
 backoff_ms = 100
 max_backoff_ms = 500
-max_attempts = 40
+max_retry_duration_seconds = 30
 request_timeout_ms = 1000
 "#,
         tmp.path().join("dl.ndjson").display()
     );
     let cfg: KafkaSinkConfig = toml::from_str(&text).expect("valid sink config");
     assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
-    let sink = trailhose_siem::kafka::sink(&cfg).expect("sink");
+    let sink = trailhose_siem::kafka::sink(&cfg, common::local_dead_letters(&cfg.dead_letter))
+        .expect("sink");
 
     // The broker comes up only after the sink has started sending.
     let broker = tokio::spawn(async move {
@@ -270,7 +271,7 @@ brokers = ["localhost:{tls_port}"]
 topic = "cloudtrail-tls"
 create_topics = true
 partitions = 1
-dead_letter_path = "{}"
+dead_letter = "{}"
 [tls]
 ca_file = "{}"
 only_ca_file = true
@@ -279,7 +280,7 @@ max_events = 200
 linger_ms = 20
 backoff_ms = 100
 max_backoff_ms = 500
-max_attempts = 40
+max_retry_duration_seconds = 30
 request_timeout_ms = 2000
 "#,
         tmp.path().join("dl.ndjson").display(),
@@ -287,7 +288,8 @@ request_timeout_ms = 2000
     );
     let cfg: KafkaSinkConfig = toml::from_str(&text).expect("valid sink config");
     assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
-    let sink = trailhose_siem::kafka::sink(&cfg).expect("sink");
+    let sink = trailhose_siem::kafka::sink(&cfg, common::local_dead_letters(&cfg.dead_letter))
+        .expect("sink");
     let (report, source) = ship(&tmp.path().join("in"), Box::new(sink)).await;
     assert_eq!(source.objects_undelivered, 0, "{report:?}");
     assert_eq!(report.records as usize, records.len(), "{report:?}");
@@ -334,9 +336,9 @@ request_timeout_ms = 2000
         ca_file: None,
         only_ca_file: false,
     });
-    wrong.delivery.max_attempts = 2;
+    wrong.delivery.max_retry_duration_seconds = 30;
     wrong.delivery.request_timeout_ms = 1000;
-    match trailhose_siem::kafka::sink(&wrong) {
+    match trailhose_siem::kafka::sink(&wrong, common::local_dead_letters(&wrong.dead_letter)) {
         // A machine without system roots refuses the config itself.
         Err(e) => assert!(e.contains("tls"), "{e}"),
         Ok(sink) => {

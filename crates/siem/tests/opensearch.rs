@@ -24,7 +24,7 @@ fn config(url: &str, tmp: &Path, extra: &str) -> OpenSearchSinkConfig {
 name = "search"
 url = "{url}"
 username = "{USER}"
-dead_letter_path = "{}"
+dead_letter = "{}"
 {extra}
 [password]
 file = "{}"
@@ -33,7 +33,7 @@ max_events = 250
 linger_ms = 20
 backoff_ms = 5
 max_backoff_ms = 50
-max_attempts = 30
+max_retry_duration_seconds = 30
 requests_per_second = 2000
 "#,
         tmp.join("dl.ndjson").display(),
@@ -159,7 +159,8 @@ async fn every_record_indexed_once_through_429s_lost_responses_and_item_retries(
     }))
     .await;
     let cfg = config(&server.url, tmp.path(), r#"index = "cloudtrail-{account}""#);
-    let sink = trailhose_siem::bulk::sink(&cfg).expect("sink");
+    let sink = trailhose_siem::bulk::sink(&cfg, common::local_dead_letters(&cfg.dead_letter))
+        .expect("sink");
     let (report, source) = ship(&tmp.path().join("in"), Box::new(sink)).await;
 
     assert_eq!(source.objects_undelivered, 0, "{report:?}");
@@ -224,7 +225,8 @@ async fn partial_bulk_failure_dead_letters_only_the_refused_items() {
         tmp.path(),
         "index = \"ct-{eventCategory}\"\nformat = \"ecs\"\ngzip = true",
     );
-    let sink = trailhose_siem::bulk::sink(&cfg).expect("sink");
+    let sink = trailhose_siem::bulk::sink(&cfg, common::local_dead_letters(&cfg.dead_letter))
+        .expect("sink");
     let (report, source) = ship(&tmp.path().join("in"), Box::new(sink)).await;
 
     assert_eq!(source.objects_undelivered, 0, "{report:?}");

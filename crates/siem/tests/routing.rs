@@ -78,7 +78,7 @@ pattern = '{{ $.eventName = "Delete*" }}'
 type = "http"
 name = "siem"
 url = "{url}/in"
-dead_letter_path = "{out}/siem-dl.ndjson"
+dead_letter = "{out}/siem-dl.ndjson"
 [sinks.filter]
 name = "siem-management-only"
 event_category = ["Management"]
@@ -106,7 +106,13 @@ linger_ms = 20
                 }),
                 filter: c.filter.clone(),
             },
-            other => trailhose_siem::spec(other).expect("SIEM sink"),
+            other => {
+                let dl = match other {
+                    SinkConfig::Http(c) => c.dead_letter.clone(),
+                    _ => panic!("only HTTP sinks in this config"),
+                };
+                trailhose_siem::spec(other, common::local_dead_letters(&dl)).expect("SIEM sink")
+            }
         });
     }
     trailhose_siem::routing::attach_patterns(&mut specs).expect("patterns compile");

@@ -24,9 +24,17 @@
 //! allow-list is dead-lettered then deleted → each object: key filter (digests and non-CloudTrail
 //! keys skipped, counted), dedup check, GetObject streamed into the pipeline, wait for every
 //! sink's acknowledgement → all delivered/skipped/duplicate: delete; a permanent failure
-//! (corrupt file, not CloudTrail, NoSuchKey): dead-letter then delete; a retryable failure
-//! (throttling, 5xx, network, access denied, a sink failure): leave it with a backoff
-//! visibility, until `max_receive_count` receives, then dead-letter.
+//! (corrupt file, not CloudTrail, NoSuchKey): dead-letter then delete; a retryable failure of
+//! the message's own (S3 throttling, 5xx, network, access denied): leave it with a backoff
+//! visibility, until `max_receive_count` receives, then dead-letter; a failure of a *sink*
+//! (its retry time ran out, or shutdown stopped its retries): leave it with the same backoff
+//! visibility (release it at once when shutting down), never dead-letter it, and do not count
+//! that receive toward `max_receive_count`.
+//!
+//! While any sink's breaker is open (the destination refuses the sink or keeps failing), the
+//! receivers take no new messages; messages already in flight keep their heartbeat while the
+//! sink holds their records, so they consume no receive. The worker resumes on its own when
+//! the breaker closes.
 //!
 //! # The remaining at-least-once window
 //!
@@ -49,7 +57,13 @@
 //!   notification carries no ETag);
 //! - **graceful shutdown runs out of time**: objects whose reading was cut short, or whose
 //!   acknowledgements did not arrive before the grace ended, are released (visibility 0) and
-//!   shipped again by the next worker — including the chunks already delivered.
+//!   shipped again by the next worker — including the chunks already delivered;
+//! - **a sink fails part-way through an object** (its `max_retry_duration` runs out, or
+//!   shutdown stops its retries): the records other sinks (or earlier batches) accepted are
+//!   shipped again with the whole object when the message comes back;
+//! - **a destination accepted a request whose answer was lost** (timeout after the write):
+//!   the engine retries the batch; idempotent sinks (`_id`, Kafka key) absorb it, CloudWatch
+//!   Logs and HEC store the records twice.
 //!
 //! Records before a *permanent* fault in a file are delivered once and the file goes to the
 //! dead-letter place with the count of those records; redriving that message ships them again.

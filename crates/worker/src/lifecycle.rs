@@ -141,26 +141,87 @@ pub enum Decision {
     Retry {
         visibility_seconds: Option<u32>,
     },
+    /// A sink could not take the records (down, refused, out of retry time): leave it for
+    /// another try like `Retry`, but the receive this cost is not the message's fault, so it
+    /// does not count toward the poison guard and the message is never dead-lettered for it.
+    SinkRetry {
+        visibility_seconds: Option<u32>,
+        reason: String,
+    },
 }
 
 /// The poison guard before any work: a message received more often than allowed (a worker
-/// died on it each time) is dead-lettered without being processed again.
-pub fn poison_check(receive_count: u32, policy: &Policy) -> Option<Decision> {
-    (receive_count > policy.max_receive_count).then(|| Decision::DeadLetter {
+/// died on it each time) is dead-lettered without being processed again. Receives that a
+/// failing sink caused (`sink_failures`, known to this process) are not the message's fault
+/// and do not count.
+pub fn poison_check(receive_count: u32, sink_failures: u32, policy: &Policy) -> Option<Decision> {
+    let counted = receive_count.saturating_sub(sink_failures);
+    (counted > policy.max_receive_count).then(|| Decision::DeadLetter {
         kind: kind::MAX_RECEIVE_COUNT.into(),
         reason: format!(
-            "received {receive_count} times, more than max_receive_count = {}",
+            "received {receive_count} times ({sink_failures} of them ended by a failing sink), \
+             more than max_receive_count = {}",
             policy.max_receive_count
         ),
     })
 }
 
+/// How often this process saw each message fail because of a sink, so the poison guard can
+/// leave those receives out. Bounded: the oldest entries go first.
+#[derive(Debug)]
+pub struct SinkFailures {
+    counts: std::collections::HashMap<String, u32>,
+    order: std::collections::VecDeque<String>,
+    capacity: usize,
+}
+
+impl SinkFailures {
+    pub fn new(capacity: usize) -> Self {
+        SinkFailures {
+            counts: std::collections::HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn get(&self, message_id: &str) -> u32 {
+        self.counts.get(message_id).copied().unwrap_or(0)
+    }
+
+    pub fn note(&mut self, message_id: &str) {
+        if let Some(n) = self.counts.get_mut(message_id) {
+            *n += 1;
+            return;
+        }
+        while self.counts.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.counts.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.counts.insert(message_id.to_string(), 1);
+        self.order.push_back(message_id.to_string());
+    }
+
+    /// The message is settled for good.
+    pub fn forget(&mut self, message_id: &str) {
+        if self.counts.remove(message_id).is_some() {
+            self.order.retain(|m| m != message_id);
+        }
+    }
+}
+
 /// The decision once every object of a message has a result. `results` pairs each object's
-/// label (`s3://bucket/key`) with its result.
+/// label (`s3://bucket/key`) with its result; `receive_count` leaves out receives a failing
+/// sink caused.
 ///
-/// Precedence: shutdown interruption releases; any retryable failure retries the whole message
-/// (delivered objects are then suppressed by the dedup cache) until the receive count reaches
-/// the maximum; permanent failures dead-letter; otherwise delete.
+/// Precedence: shutdown interruption releases; a retryable failure of the message's own (S3
+/// read, network) retries the whole message (delivered objects are then suppressed by the
+/// dedup cache) until the receive count reaches the maximum; a failure only of sinks retries
+/// without counting and is never dead-lettered; permanent failures dead-letter; otherwise
+/// delete.
 pub fn decide(results: &[(String, ObjectResult)], receive_count: u32, policy: &Policy) -> Decision {
     if results
         .iter()
@@ -168,27 +229,38 @@ pub fn decide(results: &[(String, ObjectResult)], receive_count: u32, policy: &P
     {
         return Decision::Release;
     }
-    let retryable: Vec<String> = results
-        .iter()
-        .filter_map(|(label, r)| match r {
-            ObjectResult::Retryable { kind, reason } => Some(format!("{label}: {kind}: {reason}")),
-            _ => None,
-        })
-        .collect();
-    if !retryable.is_empty() {
+    let retryable = |sink: bool| -> Vec<String> {
+        results
+            .iter()
+            .filter_map(|(label, r)| match r {
+                ObjectResult::Retryable { kind: k, reason } if (k == kind::SINK_FAILED) == sink => {
+                    Some(format!("{label}: {k}: {reason}"))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let visibility_seconds =
+        (policy.retry_visibility_seconds > 0).then_some(policy.retry_visibility_seconds);
+    let own = retryable(false);
+    if !own.is_empty() {
         if receive_count >= policy.max_receive_count {
             return Decision::DeadLetter {
                 kind: kind::MAX_RECEIVE_COUNT.into(),
                 reason: format!(
                     "still failing after {receive_count} receives (max_receive_count = {}): {}",
                     policy.max_receive_count,
-                    retryable.join("; ")
+                    own.join("; ")
                 ),
             };
         }
-        return Decision::Retry {
-            visibility_seconds: (policy.retry_visibility_seconds > 0)
-                .then_some(policy.retry_visibility_seconds),
+        return Decision::Retry { visibility_seconds };
+    }
+    let sinks = retryable(true);
+    if !sinks.is_empty() {
+        return Decision::SinkRetry {
+            visibility_seconds,
+            reason: sinks.join("; "),
         };
     }
     let mut first_kind = None;
@@ -462,11 +534,63 @@ mod tests {
 
     #[test]
     fn poison_guard() {
-        assert_eq!(poison_check(3, &POLICY), None);
+        assert_eq!(poison_check(3, 0, &POLICY), None);
         assert!(matches!(
-            poison_check(4, &POLICY),
+            poison_check(4, 0, &POLICY),
             Some(Decision::DeadLetter { ref kind, .. }) if kind == kind::MAX_RECEIVE_COUNT
         ));
+        // Receives a failing sink ended are not the message's fault.
+        assert_eq!(poison_check(40, 37, &POLICY), None);
+        assert!(poison_check(40, 36, &POLICY).is_some());
+    }
+
+    fn sink_failed() -> ObjectResult {
+        ObjectResult::Retryable {
+            kind: kind::SINK_FAILED.into(),
+            reason: "cwl: not delivered (sink_refused): AccessDeniedException".into(),
+        }
+    }
+
+    #[test]
+    fn a_failing_sink_never_dead_letters_good_data() {
+        let results = [
+            r("a", ObjectResult::Delivered { records: 5 }),
+            r("s3://b/k", sink_failed()),
+        ];
+        for receives in [1, 3, 50, 10_000] {
+            match decide(&results, receives, &POLICY) {
+                Decision::SinkRetry {
+                    visibility_seconds,
+                    reason,
+                } => {
+                    assert_eq!(visibility_seconds, Some(30));
+                    assert!(reason.contains("AccessDenied"), "{reason}");
+                }
+                other => panic!("{receives} receives: unexpected {other:?}"),
+            }
+        }
+        // A failure of the message's own still counts, and wins.
+        let mixed = [r("a", sink_failed()), r("b", retryable())];
+        assert!(matches!(
+            decide(&mixed, 3, &POLICY),
+            Decision::DeadLetter { .. }
+        ));
+        assert!(matches!(decide(&mixed, 1, &POLICY), Decision::Retry { .. }));
+    }
+
+    #[test]
+    fn sink_failure_counts_are_bounded_and_forgotten() {
+        let mut f = SinkFailures::new(2);
+        f.note("m1");
+        f.note("m1");
+        f.note("m2");
+        assert_eq!(f.get("m1"), 2);
+        f.note("m3");
+        assert_eq!(f.get("m1"), 0, "oldest evicted");
+        assert_eq!(f.get("m3"), 1);
+        f.forget("m3");
+        assert_eq!(f.get("m3"), 0);
+        assert_eq!(f.get("m2"), 1);
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub fn export(registry: &Arc<Registry>, stats: Arc<WorkerStats>, queue_url: &str
                 ("messaging_destination_name", queue.clone()),
             ]
         };
-        let counters: [(&'static str, &'static str, u64); 12] = [
+        let counters: [(&'static str, &'static str, u64); 14] = [
             (
                 "trailhose_messaging_messages_received",
                 "SQS messages received",
@@ -53,6 +53,16 @@ pub fn export(registry: &Arc<Registry>, stats: Arc<WorkerStats>, queue_url: &str
                 "trailhose_messaging_messages_retried",
                 "SQS messages left for another try",
                 s.messages_retried,
+            ),
+            (
+                "trailhose_messaging_messages_sink_retried",
+                "SQS messages left or released because a sink failed (not counted as poison)",
+                s.messages_sink_retried,
+            ),
+            (
+                "trailhose_messaging_receive_pauses",
+                "times receiving paused because a sink's breaker was open",
+                s.receive_pauses,
             ),
             (
                 "trailhose_messaging_test_events",

@@ -60,6 +60,13 @@ pub struct WorkerStats {
     pub messages_released: AtomicU64,
     /// Left for another try after a retryable failure.
     pub messages_retried: AtomicU64,
+    /// Of those (or released at shutdown), the ones a failing sink caused; they do not count
+    /// toward the poison guard.
+    pub messages_sink_retried: AtomicU64,
+    /// Receive loops waiting because a sink's breaker is open (a gauge).
+    pub receive_paused: AtomicI64,
+    /// Times a receive loop paused for a failing sink.
+    pub receive_pauses: AtomicU64,
     pub messages_ignored: AtomicU64,
     pub test_events: AtomicU64,
     pub delete_failures: AtomicU64,
@@ -131,6 +138,8 @@ impl WorkerStats {
             messages_dead_lettered: load(&self.messages_dead_lettered),
             messages_released: load(&self.messages_released),
             messages_retried: load(&self.messages_retried),
+            messages_sink_retried: load(&self.messages_sink_retried),
+            receive_pauses: load(&self.receive_pauses),
             messages_ignored: load(&self.messages_ignored),
             test_events: load(&self.test_events),
             delete_failures: load(&self.delete_failures),
@@ -171,6 +180,8 @@ pub struct WorkerStatsSnapshot {
     pub messages_dead_lettered: u64,
     pub messages_released: u64,
     pub messages_retried: u64,
+    pub messages_sink_retried: u64,
+    pub receive_pauses: u64,
     pub messages_ignored: u64,
     pub test_events: u64,
     pub delete_failures: u64,
@@ -200,12 +211,14 @@ impl fmt::Display for WorkerStatsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "sqs messages: {} received, {} deleted, {} dead-lettered, {} released, {} left for retry, {} test events, {} ignored",
+            "sqs messages: {} received, {} deleted, {} dead-lettered, {} released, {} left for retry ({} because a sink failed; receiving paused {} times), {} test events, {} ignored",
             self.messages_received,
             self.messages_deleted,
             self.messages_dead_lettered,
             self.messages_released,
             self.messages_retried,
+            self.messages_sink_retried,
+            self.receive_pauses,
             self.test_events,
             self.messages_ignored
         )?;

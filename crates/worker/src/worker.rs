@@ -25,6 +25,7 @@ use trailhose_config::{Config, SqsSourceConfig};
 use trailhose_core::keys::KeyKind;
 use trailhose_core::notify::{parse_notification, NotificationShape, ObjectRef};
 use trailhose_core::Limits;
+use trailhose_pipeline::delivery::DeliveryControl;
 use trailhose_pipeline::dir_source::SourceReport;
 use trailhose_pipeline::emit::ChunkLimits;
 use trailhose_pipeline::{ObjectAck, ObjectMeta, ObjectOutcome, Pipeline, Routed, SinkReport};
@@ -151,6 +152,9 @@ struct Ctx {
     object_permits: Semaphore,
     message_permits: Arc<Semaphore>,
     deleter: std::sync::Mutex<Option<mpsc::Sender<DeleteRequest>>>,
+    /// The sinks' breakers: receiving pauses while one is open.
+    control: DeliveryControl,
+    sink_failures: std::sync::Mutex<lifecycle::SinkFailures>,
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -171,6 +175,10 @@ impl Ctx {
 
     fn remember(&self, id: ObjectIdentity) {
         lock(&self.dedup).insert(id);
+    }
+
+    fn phase(&self) -> Phase {
+        *self.phase.borrow()
     }
 }
 
@@ -272,6 +280,8 @@ impl Worker {
             message_permits: Arc::new(Semaphore::new(capacity)),
             input: std::sync::Mutex::new(Some(pipeline.input())),
             deleter: std::sync::Mutex::new(Some(del_tx)),
+            control: pipeline.control(),
+            sink_failures: std::sync::Mutex::new(lifecycle::SinkFailures::new(100_000)),
             phase,
             settings,
             sqs: self.sqs,
@@ -300,6 +310,12 @@ impl Worker {
         let final_deadline = tokio::time::Instant::from_std(started + grace);
         tracing::info!(grace = ?grace, "shutdown: no new receives, finishing in-flight messages");
         ctx.phase.send_replace(Phase::Draining);
+        if !ctx.control.open_breakers().is_empty() {
+            // A sink that is down will not take the held records within the grace: fail them
+            // now so their messages are released for the next worker at once.
+            tracing::warn!("shutdown while a sink is failing: releasing its messages");
+            ctx.control.stop_retrying();
+        }
         let all = u32::try_from(capacity).unwrap_or(u32::MAX);
         let drained_cleanly = matches!(
             tokio::time::timeout_at(drain_deadline, ctx.message_permits.acquire_many(all)).await,
@@ -307,6 +323,7 @@ impl Worker {
         );
 
         ctx.phase.send_replace(Phase::Interrupt);
+        ctx.control.stop_retrying();
         receivers.abort_all();
         while receivers.join_next().await.is_some() {}
         // The last pipeline sender of the worker; object reads hold the others and stop now.
@@ -354,6 +371,11 @@ async fn receive_loop(ctx: Arc<Ctx>) {
     let max_messages = ctx.settings.max_messages.clamp(1, 10) as usize;
     loop {
         if *phase.borrow() != Phase::Running {
+            return;
+        }
+        // A sink refused or down: take no new work until its breaker closes (its held
+        // deliveries stay invisible by heartbeat, new messages stay on the queue).
+        if !pause_while_a_sink_fails(&ctx, &mut phase).await {
             return;
         }
         // Capacity first: when sinks are slow, messages stay in flight and this waits, so the
@@ -420,6 +442,33 @@ async fn receive_loop(ctx: Arc<Ctx>) {
     }
 }
 
+/// Waits while any sink's breaker is open. False when the worker stops meanwhile.
+async fn pause_while_a_sink_fails(ctx: &Ctx, phase: &mut watch::Receiver<Phase>) -> bool {
+    let open = ctx.control.open_breakers();
+    if open.is_empty() {
+        return true;
+    }
+    if ctx.stats.receive_paused.fetch_add(1, Ordering::Relaxed) == 0 {
+        for b in &open {
+            tracing::warn!(
+                sink = %b.sink,
+                class = b.class.as_str(),
+                reason = %b.reason,
+                "receiving paused: a sink is failing; messages stay on the queue"
+            );
+        }
+    }
+    WorkerStats::inc(&ctx.stats.receive_pauses);
+    let stopped = tokio::select! {
+        _ = ctx.control.wait_until_closed() => false,
+        _ = phase.wait_for(|p| *p != Phase::Running) => true,
+    };
+    if ctx.stats.receive_paused.fetch_sub(1, Ordering::Relaxed) == 1 && !stopped {
+        tracing::info!("sinks answer again: receiving resumed");
+    }
+    !stopped
+}
+
 /// One trace per message: `sqs.message` (linked to the SQS message id) with an `object` span
 /// per object (`fetch_parse`, `deliver`) and the final `delete`.
 async fn handle_message(ctx: Arc<Ctx>, msg: Message, permit: OwnedSemaphorePermit) {
@@ -451,10 +500,14 @@ async fn handle_message_in_span(ctx: Arc<Ctx>, msg: Message, permit: OwnedSemaph
     let body = msg.body.as_deref().unwrap_or("");
 
     let heartbeat = AbortOnDrop(tokio::spawn(heartbeat_loop(ctx.clone(), receipt.clone())));
-    let decision = decide_message(&ctx, body, receive_count).await;
+    let sink_failures = lock(&ctx.sink_failures).get(&message_id);
+    let decision = decide_message(&ctx, body, receive_count, sink_failures).await;
     drop(heartbeat);
     tracing::debug!(message_id, ?decision, "message settled");
 
+    if !matches!(decision, Decision::SinkRetry { .. } | Decision::Release) {
+        lock(&ctx.sink_failures).forget(&message_id);
+    }
     match decision {
         Decision::Delete => {
             delete(&ctx, &receipt)
@@ -497,14 +550,41 @@ async fn handle_message_in_span(ctx: Arc<Ctx>, msg: Message, permit: OwnedSemaph
                 change_visibility(&ctx, &receipt, v).await;
             }
         }
+        Decision::SinkRetry {
+            visibility_seconds,
+            reason,
+        } => {
+            lock(&ctx.sink_failures).note(&message_id);
+            WorkerStats::inc(&ctx.stats.messages_sink_retried);
+            if ctx.phase() != Phase::Running {
+                // Shutting down: the next worker takes it at once.
+                change_visibility(&ctx, &receipt, 0).await;
+                WorkerStats::inc(&ctx.stats.messages_released);
+            } else {
+                tracing::warn!(
+                    message_id,
+                    reason,
+                    "a sink did not take the message; it comes back later"
+                );
+                WorkerStats::inc(&ctx.stats.messages_retried);
+                if let Some(v) = visibility_seconds {
+                    change_visibility(&ctx, &receipt, v).await;
+                }
+            }
+        }
     }
     ctx.stats.latency_message.record(started.elapsed());
     drop(permit);
 }
 
-async fn decide_message(ctx: &Arc<Ctx>, body: &str, receive_count: u32) -> Decision {
+async fn decide_message(
+    ctx: &Arc<Ctx>,
+    body: &str,
+    receive_count: u32,
+    sink_failures: u32,
+) -> Decision {
     let policy = ctx.settings.policy;
-    if let Some(d) = lifecycle::poison_check(receive_count, &policy) {
+    if let Some(d) = lifecycle::poison_check(receive_count, sink_failures, &policy) {
         return d;
     }
     match lifecycle::plan(parse_notification(body), &ctx.allow) {
@@ -553,7 +633,11 @@ async fn decide_message(ctx: &Arc<Ctx>, body: &str, receive_count: u32) -> Decis
             results.sort_by_key(|r| r.0);
             let results: Vec<(String, ObjectResult)> =
                 results.into_iter().map(|(_, l, r)| (l, r)).collect();
-            lifecycle::decide(&results, receive_count, &policy)
+            lifecycle::decide(
+                &results,
+                receive_count.saturating_sub(sink_failures),
+                &policy,
+            )
         }
     }
 }

@@ -899,8 +899,12 @@ async fn eventbridge_keys_fall_back_to_form_decoding_and_missing_objects_are_dea
     assert_eq!(aws.counts(&queue).await, (0, 0));
 }
 
-/// Fails every delivery, as a sink whose destination is down.
-struct Failing;
+/// Fails every delivery while `down` is true, as a sink whose destination is down and whose
+/// retry time ran out; collects the records once it is up.
+struct Failing {
+    down: Arc<std::sync::atomic::AtomicBool>,
+    out: Arc<Mutex<Vec<Vec<u8>>>>,
+}
 
 impl Sink for Failing {
     fn name(&self) -> &str {
@@ -914,8 +918,17 @@ impl Sink for Failing {
                 ..Default::default()
             };
             while let Some(d) = rx.recv().await {
-                report.failed_deliveries += 1;
-                d.token.fail("destination unavailable");
+                if self.down.load(Ordering::Relaxed) {
+                    report.failed_deliveries += 1;
+                    d.token.fail("destination unavailable");
+                    continue;
+                }
+                let mut out = self.out.lock().expect("collector lock");
+                for r in d.records() {
+                    out.push(d.chunk.bytes_of(r).to_vec());
+                    report.records += 1;
+                }
+                d.token.ack();
             }
             report
         })
@@ -923,7 +936,7 @@ impl Sink for Failing {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retryable_failures_are_retried_then_dead_lettered_at_max_receive_count() {
+async fn a_failing_sink_never_sends_good_messages_to_the_dlq() {
     let aws = aws().await;
     let (queue, queue_arn) = aws.queue("poison").await;
     let (dlq, _) = aws.queue("poison-dlq").await;
@@ -931,6 +944,7 @@ async fn retryable_failures_are_retried_then_dead_lettered_at_max_receive_count(
     aws.notify_queue(&bucket, &queue_arn).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let summary = one_file(tmp.path(), 20, 61);
+    let expected = source_records(tmp.path(), &summary);
     aws.upload_corpus(&bucket, tmp.path(), &summary).await;
 
     let mut s = settings(&queue);
@@ -938,9 +952,14 @@ async fn retryable_failures_are_retried_then_dead_lettered_at_max_receive_count(
         max_receive_count: 2,
         retry_visibility_seconds: 1,
     };
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let out = Arc::new(Mutex::new(Vec::new()));
     let pipeline = Pipeline::start(
         vec![SinkSpec {
-            sink: Box::new(Failing),
+            sink: Box::new(Failing {
+                down: down.clone(),
+                out: out.clone(),
+            }),
             filter: RecordFilter::default(),
         }],
         4,
@@ -955,39 +974,38 @@ async fn retryable_failures_are_retried_then_dead_lettered_at_max_receive_count(
         },
     );
     let running = start(worker, pipeline);
+    // Far more receives than max_receive_count while the sink fails: never dead-lettered.
+    running
+        .wait_until(
+            Duration::from_secs(30),
+            "the message failed by the sink five times",
+            |s| s.messages_sink_retried.load(Ordering::Relaxed) >= 5,
+        )
+        .await;
+    assert_eq!(
+        running.stats.messages_dead_lettered.load(Ordering::Relaxed),
+        0
+    );
+    assert_eq!(deleted(&running.stats), 1, "only the test event");
+    down.store(false, Ordering::Relaxed);
     running
         .wait_until(
             Duration::from_secs(20),
-            "test event and poison deleted",
+            "delivered and deleted once the sink is back",
             |s| deleted(s) >= 2,
         )
         .await;
     let report = running.stop().await;
     let st = &report.stats;
-    assert_eq!(st.messages_retried, 1, "first receive: left for retry");
-    assert_eq!(
-        st.messages_dead_lettered, 1,
-        "second receive: dead-lettered"
-    );
-    assert_eq!(st.objects_delivered, 0);
-    assert_eq!(st.objects_read, 2, "read again on the second receive");
+    assert_eq!(st.messages_dead_lettered, 0);
+    assert_eq!(st.objects_delivered, 1);
     assert_eq!(aws.counts(&queue).await, (0, 0));
-    let dead = aws.drain(&dlq).await;
-    assert_eq!(dead.len(), 1);
-    let a = dead[0].message_attributes.clone().unwrap_or_default();
-    let get = |n: &str| a.get(n).and_then(|v| v.string_value.clone());
-    assert_eq!(get(attr::KIND).as_deref(), Some("max_receive_count"));
-    let reason = get(attr::REASON).unwrap_or_default();
-    assert!(reason.contains("destination unavailable"), "{reason}");
-    assert_eq!(get(attr::RECEIVE_COUNT).as_deref(), Some("2"));
-    assert!(
-        dead[0]
-            .body
-            .as_deref()
-            .unwrap_or("")
-            .contains("ObjectCreated"),
-        "the original notification is kept for redrive"
-    );
+    assert!(aws.drain(&dlq).await.is_empty(), "nothing in the DLQ");
+    let mut got = out.lock().expect("lock").clone();
+    got.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(got, want, "every record delivered once the sink is back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -339,6 +339,17 @@ impl DeliveryControl {
         all.iter().filter_map(|b| b.open_state()).collect()
     }
 
+    /// Every sink with a breaker, and its state (`None`: closed).
+    pub fn states(&self) -> Vec<(String, Option<OpenBreaker>)> {
+        let all: Vec<Arc<Breaker>> = match self.inner.breakers.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        all.iter()
+            .map(|b| (b.sink().to_string(), b.open_state()))
+            .collect()
+    }
+
     /// Completes when any breaker changes state.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.changed.subscribe()

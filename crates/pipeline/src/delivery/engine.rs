@@ -659,11 +659,14 @@ async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {
         c.batches.fetch_add(1, Ordering::Relaxed);
         let result = shared.transport.send(&refs).await;
         match &result {
-            Err(Verdict::Retry { reason, .. }) => {
-                shared
-                    .breaker
-                    .failed(FailureClass::Transient, reason, probe)
-            }
+            // Throttling says the destination is there and working; AIMD slows us down.
+            Err(Verdict::Retry {
+                reason,
+                throttled: false,
+                ..
+            }) => shared
+                .breaker
+                .failed(FailureClass::Transient, reason, probe),
             Err(Verdict::SinkRefused { reason }) => {
                 shared
                     .breaker

@@ -238,3 +238,8 @@ pub fn dead_letters(path: &Path) -> Vec<(String, serde_json::Value)> {
         })
         .collect()
 }
+
+/// The local dead-letter place a sink config names.
+pub fn local_dead_letters(path: &str) -> Arc<dyn trailhose_pipeline::delivery::DeadLetterPlace> {
+    trailhose_pipeline::delivery::LocalDeadLetters::new(Path::new(path))
+}
