@@ -10,7 +10,7 @@
 //!   effective capabilities (`capset(2)` is per thread; the runtime's threads are created
 //!   after it and inherit the set), so the kernel applies the permission bits to this root
 //!   test like to any user: a directory `chmod 0o500` refuses new files with EACCES. The fix
-//!   is `chmod 0o700`. Other tests in the process keep their capabilities.
+//!   is `chmod 0o755`. Other tests in the process keep their capabilities.
 //! - **EROFS**: a `tmpfs` remounted read-only (`mount -o remount,ro`), fixed by remounting it
 //!   read-write.
 //!
@@ -140,7 +140,8 @@ fn drop_dac_override_for_this_thread() {
     assert_eq!(set, 0, "capset: {}", std::io::Error::last_os_error());
 }
 
-/// Sets a directory's mode; restores 0o755 on drop so the temporary directory can go.
+/// Sets a directory's mode; restores 0o755 on drop (the tests' fix, and so the temporary
+/// directory can go even when a test fails).
 struct Mode(PathBuf);
 
 impl Mode {
@@ -456,7 +457,7 @@ fn eacces_at_start_the_directory_cannot_be_created_until_permissions_are_fixed()
         assert_held(&mut outcomes);
         assert!(!out.exists());
 
-        let _fixed = Mode::set(&parent, 0o700);
+        // The fix: the directory is writable again (0o755).
         drop(mode);
         assert_delivered(outcomes).await;
         assert!(sink.control.open_breakers().is_empty());
@@ -493,7 +494,7 @@ fn eacces_mid_run_at_rotation_holds_until_permissions_are_fixed() {
         assert_held(&mut outcomes);
         assert_eq!(all_ids(&check_files(&out, max)).len(), 60);
 
-        let _fixed = Mode::set(&out, 0o700);
+        // The fix: the directory is writable again (0o755).
         drop(mode);
         assert_delivered(outcomes).await;
         let expected = sink.expected();
