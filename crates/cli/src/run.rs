@@ -9,7 +9,7 @@ use trailhose_pipeline::delivery::{DeadLetterPlace, DeliveryControl, LocalDeadLe
 use trailhose_pipeline::dir_source::{run_dir_source, DirSource, SourceReport};
 use trailhose_pipeline::emit::ChunkLimits;
 use trailhose_pipeline::sinks::discard::DiscardSink;
-use trailhose_pipeline::sinks::ndjson::{NdjsonSink, Target};
+use trailhose_pipeline::sinks::ndjson::{FileTarget, NdjsonSink, Target};
 use trailhose_pipeline::{Pipeline, SinkReport, SinkSpec};
 
 /// The top-level `[dead_letter]` place: a local file, or an `s3://` prefix reached with the
@@ -136,12 +136,13 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
             SinkConfig::Ndjson(c) => SinkSpec {
                 sink: Box::new(NdjsonSink {
                     name: c.name.clone(),
-                    target: Target::Dir {
-                        dir: c.dir.clone(),
-                        prefix: c.prefix.clone(),
-                        max_file_bytes: c.max_file_bytes,
-                        fsync: c.fsync,
-                    },
+                    target: Target::Files(FileTarget::new(
+                        c.dir.clone(),
+                        c.prefix.clone(),
+                        c.max_file_bytes,
+                        c.fsync,
+                        c.delivery.clone(),
+                    )),
                     shape: c.shape,
                 }),
                 filter: c.filter.clone(),

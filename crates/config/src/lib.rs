@@ -6,9 +6,10 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use trailhose_core::Limits;
+use trailhose_pipeline::delivery::DeliveryConfig;
 use trailhose_pipeline::dir_source::Layout;
 use trailhose_pipeline::filter::RecordFilter;
-use trailhose_pipeline::sinks::ndjson::Shape;
+use trailhose_pipeline::sinks::ndjson::{self, Shape};
 
 pub mod archive;
 pub mod cwl;
@@ -279,6 +280,14 @@ pub struct NdjsonSinkConfig {
     pub shape: Shape,
     #[serde(default)]
     pub filter: RecordFilter,
+    /// `[sinks.delivery]`: how long a delivery is held and retried while the directory
+    /// cannot be written (`max_retry_duration_seconds`, `backoff_ms`, `max_backoff_ms`,
+    /// `probe_interval_ms`, `max_probe_interval_ms`); other keys are errors.
+    #[serde(
+        default = "ndjson::file_delivery_defaults",
+        deserialize_with = "ndjson::file_delivery"
+    )]
+    pub delivery: DeliveryConfig,
 }
 
 fn default_prefix() -> String {
@@ -438,6 +447,8 @@ impl Config {
                         n.name
                     ));
                 }
+                n.delivery
+                    .problems(&format!("sinks.{}.delivery", n.name), &mut p);
             }
         }
         let pl = &self.pipeline;
@@ -666,6 +677,68 @@ name = "console"
             .expect("valid")
             .warnings()
             .is_empty());
+    }
+
+    #[test]
+    fn ndjson_delivery_keys_override_the_file_defaults() {
+        let c = Config::from_toml(GOOD, "t.toml").expect("valid");
+        let SinkConfig::Ndjson(n) = &c.sinks[0] else {
+            panic!("ndjson first")
+        };
+        assert_eq!(n.delivery, ndjson::file_delivery_defaults());
+        let with = GOOD.replace(
+            "[sinks.filter]",
+            "[sinks.delivery]\nmax_retry_duration_seconds = 120\nprobe_interval_ms = 250\n\n[sinks.filter]",
+        );
+        let c = Config::from_toml(&with, "t.toml").expect("valid");
+        let SinkConfig::Ndjson(n) = &c.sinks[0] else {
+            panic!("ndjson first")
+        };
+        assert_eq!(n.delivery.max_retry_duration_seconds, 120);
+        assert_eq!(n.delivery.probe_interval_ms, 250);
+        assert_eq!(
+            n.delivery.max_probe_interval_ms,
+            ndjson::file_delivery_defaults().max_probe_interval_ms
+        );
+        // Batch keys mean nothing for local files: named as errors, not ignored.
+        let batch = GOOD.replace(
+            "[sinks.filter]",
+            "[sinks.delivery]\nmax_events = 10\n\n[sinks.filter]",
+        );
+        let s = Config::from_toml(&batch, "t.toml")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(s.contains("max_events"), "{s}");
+        let bad = GOOD.replace(
+            "[sinks.filter]",
+            "[sinks.delivery]\nmax_retry_duration_seconds = 0\n\n[sinks.filter]",
+        );
+        let s = Config::from_toml(&bad, "t.toml")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            s.contains("sinks.files.delivery.max_retry_duration_seconds"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn shipped_configs_parse_with_their_ndjson_delivery_keys() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        for name in ["local.toml", "aws.toml"] {
+            let p = root.join(name);
+            let text = std::fs::read_to_string(&p).expect("shipped config");
+            let c = Config::from_toml(&text, name).unwrap_or_else(|e| panic!("{e}"));
+            let n = c
+                .sinks
+                .iter()
+                .find_map(|s| match s {
+                    SinkConfig::Ndjson(n) => Some(n),
+                    _ => None,
+                })
+                .expect("an ndjson sink");
+            assert_eq!(n.delivery.max_retry_duration_seconds, 900, "{name}");
+        }
     }
 
     #[test]

@@ -4,12 +4,12 @@
 //! [`RemoteLines`] store (an S3 prefix, built by `trailhose-aws`).
 
 use crate::delivery::dead_letters::WriteFuture;
+use crate::linefile::AppendFile;
 use serde::Serialize;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Where a remote dead-letter place keeps entries written outside a sink (the directory source,
 /// backfill and the SQS worker): the `<sink>` part of its keys.
@@ -38,50 +38,28 @@ pub struct DeadLetter<'a> {
     pub time: String,
 }
 
-/// An append-only file, created (with its directory) on the first write; every append is
-/// synced before it returns, so whoever acknowledges after it knows the bytes are on disk.
+/// An append-only file of lines, created (with its directory) on the first write; every
+/// append is synced before it returns, so whoever acknowledges after it knows the bytes are on
+/// disk. Appends go through [`AppendFile`]: whole lines only, nothing left of a failed
+/// append, a torn line left by a killed writer cut, safe to share between processes.
 pub struct SyncedAppendFile {
-    path: PathBuf,
-    file: Mutex<Option<File>>,
+    file: AppendFile,
 }
 
 impl SyncedAppendFile {
     pub fn new(path: &Path) -> Self {
         SyncedAppendFile {
-            path: path.to_path_buf(),
-            file: Mutex::new(None),
+            file: AppendFile::new(path),
         }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
+    /// Appends `bytes` (whole lines, ending with `\n`) and syncs them.
     pub fn append(&self, bytes: &[u8]) -> io::Result<()> {
-        let mut guard = match self.file.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if guard.is_none() {
-            if let Some(parent) = self.path.parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent)?;
-                }
-            }
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
-            *guard = Some(f);
-        }
-        match guard.as_mut() {
-            Some(f) => {
-                f.write_all(bytes)?;
-                f.sync_data()
-            }
-            None => Err(io::Error::other("append file not open")),
-        }
+        self.file.append(bytes, true)
     }
 }
 
@@ -170,6 +148,7 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     /// Keeps every put in memory.
     #[derive(Default)]

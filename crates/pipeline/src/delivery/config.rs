@@ -231,7 +231,7 @@ mod tests {
         let c = DeliveryConfig {
             max_retry_duration_seconds: 0,
             probe_interval_ms: 0,
-            ..Default::default()
+            ..DeliveryConfig::default()
         };
         let mut p = Vec::new();
         c.problems("sinks.x.delivery", &mut p);
