@@ -31,7 +31,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::{mpsc, oneshot};
 use trailhose_core::FieldParser;
 use trailhose_pipeline::emit::ChunkLimits;
-use trailhose_pipeline::filter::RecordFilter;
+use trailhose_pipeline::filter::CompiledFilter;
 use trailhose_pipeline::{
     ObjectAck, ObjectMeta, ObjectOutcome, Pipeline, RecordChunk, Routed, SinkReport, SinkSpec,
 };
@@ -454,7 +454,7 @@ async fn route_for<'r>(
                 let mut pipeline = Pipeline::start(
                     vec![SinkSpec {
                         sink: spec.sink,
-                        filter: RecordFilter::default(),
+                        filter: CompiledFilter::pass_all(),
                     }],
                     opts.channel_capacity,
                 );

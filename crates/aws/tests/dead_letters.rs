@@ -13,7 +13,7 @@ use trailhose_aws::{open_dead_letters, open_source_dead_letters, SseOptions};
 use trailhose_pipeline::deadletter::DeadLetter;
 use trailhose_pipeline::delivery::dead_letters::encode_lines;
 use trailhose_pipeline::delivery::RefusedRecord;
-use trailhose_pipeline::filter::RecordFilter;
+use trailhose_pipeline::filter::CompiledFilter;
 use trailhose_pipeline::sink::{Delivery, Sink, SinkFuture, SinkReport};
 use trailhose_pipeline::SinkSpec;
 
@@ -326,7 +326,7 @@ impl Sinks {
         move |name: &str| {
             let spec = self.0.get(name).map(|c| SinkSpec {
                 sink: Box::new(c.clone()),
-                filter: RecordFilter::default(),
+                filter: CompiledFilter::pass_all(),
             });
             Box::pin(async move { Ok(spec) })
         }

@@ -423,6 +423,13 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                 for w in cfg.warnings() {
                     let _ = writeln!(std::io::stderr(), "{}: warning: {w}", file.display());
                 }
+                // Filter patterns compile now, not when `run` starts.
+                for s in &cfg.sinks {
+                    if let Err(e) = run::compile_filter(s.name(), s.filter()) {
+                        let _ = writeln!(std::io::stderr(), "{}: {e:#}", file.display());
+                        return Ok(ExitCode::from(1));
+                    }
+                }
                 if let Some(d) = &cfg.detection {
                     match rules::check(d) {
                         Ok(s) => println!("  {s}"),

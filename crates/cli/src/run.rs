@@ -8,6 +8,7 @@ use trailhose_pipeline::deadletter::DeadLetterFile;
 use trailhose_pipeline::delivery::{DeadLetterPlace, DeliveryControl, LocalDeadLetters};
 use trailhose_pipeline::dir_source::{run_dir_source, DirSource, SourceReport};
 use trailhose_pipeline::emit::ChunkLimits;
+use trailhose_pipeline::filter::{CompiledFilter, RecordFilter};
 use trailhose_pipeline::sinks::discard::DiscardSink;
 use trailhose_pipeline::sinks::ndjson::{FileTarget, NdjsonSink, Target};
 use trailhose_pipeline::{Pipeline, SinkReport, SinkSpec};
@@ -128,6 +129,11 @@ impl SinkDeadLetters {
     }
 }
 
+/// A sink's `[sinks.filter]`, its `pattern` compiled by the detection engine.
+pub fn compile_filter(sink: &str, spec: &RecordFilter) -> Result<CompiledFilter> {
+    trailhose_siem::routing::compile(spec.clone()).map_err(|e| anyhow::anyhow!("sink {sink}: {e}"))
+}
+
 pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
     let mut specs = Vec::with_capacity(cfg.sinks.len());
     let places = SinkDeadLetters::new(cfg).await;
@@ -145,7 +151,7 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
                     )),
                     shape: c.shape,
                 }),
-                filter: c.filter.clone(),
+                filter: compile_filter(&c.name, &c.filter)?,
             },
             SinkConfig::Stdout(c) => SinkSpec {
                 sink: Box::new(NdjsonSink {
@@ -153,13 +159,13 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
                     target: Target::Stdout,
                     shape: c.shape,
                 }),
-                filter: c.filter.clone(),
+                filter: compile_filter(&c.name, &c.filter)?,
             },
             SinkConfig::Discard(c) => SinkSpec {
                 sink: Box::new(DiscardSink {
                     name: c.name.clone(),
                 }),
-                filter: c.filter.clone(),
+                filter: compile_filter(&c.name, &c.filter)?,
             },
             SinkConfig::CloudwatchLogs(c) => {
                 let client = trailhose_cwl::client_for(c).await;
@@ -172,7 +178,7 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
                 .map_err(|e| anyhow::anyhow!("sink {}: {e}", c.name))?;
                 SinkSpec {
                     sink: Box::new(sink),
-                    filter: c.filter.clone(),
+                    filter: compile_filter(&c.name, &c.filter)?,
                 }
             }
             SinkConfig::Archive(c) => {
@@ -182,7 +188,7 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
                         trailhose_archive::ArchiveSink::new(c.clone(), client)
                             .map_err(anyhow::Error::msg)?,
                     ),
-                    filter: c.filter.clone(),
+                    filter: compile_filter(&c.name, &c.filter)?,
                 }
             }
             SinkConfig::SplunkHec(_)
@@ -196,8 +202,6 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
         };
         specs.push(spec);
     }
-    // `[sinks.filter] pattern`: filter-pattern routing conditions, compiled once here.
-    trailhose_siem::routing::attach_patterns(&mut specs).map_err(anyhow::Error::msg)?;
     if let Some(d) = &cfg.detection {
         specs.push(crate::rules::detect_sink(d).await?);
     }

@@ -331,6 +331,21 @@ impl SinkConfig {
         }
     }
 
+    /// The sink's `[sinks.filter]`.
+    pub fn filter(&self) -> &RecordFilter {
+        match self {
+            SinkConfig::Ndjson(c) => &c.filter,
+            SinkConfig::Stdout(c) => &c.filter,
+            SinkConfig::Discard(c) => &c.filter,
+            SinkConfig::CloudwatchLogs(c) => &c.filter,
+            SinkConfig::SplunkHec(c) => &c.filter,
+            SinkConfig::Opensearch(c) => &c.filter,
+            SinkConfig::Http(c) => &c.filter,
+            SinkConfig::Kafka(c) => &c.filter,
+            SinkConfig::Archive(c) => &c.filter,
+        }
+    }
+
     /// Where the sink puts records its destination can never take (a file or `s3://…`),
     /// for sinks that have such a place.
     pub fn dead_letter(&self) -> Option<&str> {

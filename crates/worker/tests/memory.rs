@@ -13,7 +13,7 @@ use trailhose_config::BucketConfig;
 use trailhose_core::keys::KeyKind;
 use trailhose_core::Limits;
 use trailhose_pipeline::emit::ChunkLimits;
-use trailhose_pipeline::filter::RecordFilter;
+use trailhose_pipeline::filter::CompiledFilter;
 use trailhose_pipeline::sink::{Delivery, Sink, SinkFuture, SinkReport};
 use trailhose_pipeline::{Pipeline, SinkSpec};
 use trailhose_worker::heartbeat::Heartbeat;
@@ -153,7 +153,7 @@ async fn a_slow_sink_keeps_memory_bounded() {
             sink: Box::new(Slow {
                 records: records.clone(),
             }),
-            filter: RecordFilter::default(),
+            filter: CompiledFilter::pass_all(),
         }],
         2,
     );

@@ -21,7 +21,7 @@ use trailhose_core::keys::KeyKind;
 use trailhose_core::Limits;
 use trailhose_gen::{GenOptions, GenSummary};
 use trailhose_pipeline::emit::ChunkLimits;
-use trailhose_pipeline::filter::RecordFilter;
+use trailhose_pipeline::filter::CompiledFilter;
 use trailhose_pipeline::sink::{Delivery, Sink, SinkFuture, SinkReport};
 use trailhose_pipeline::sinks::ndjson::{NdjsonSink, Shape, Target};
 use trailhose_pipeline::{Pipeline, SinkSpec};
@@ -323,7 +323,7 @@ fn collecting(
                 out: out.clone(),
                 gate,
             }),
-            filter: RecordFilter::default(),
+            filter: CompiledFilter::pass_all(),
         }],
         capacity,
     );
@@ -452,7 +452,7 @@ async fn ships_every_record_once_and_dead_letters_what_it_cannot_read() {
                 },
                 shape: Shape::Raw,
             }),
-            filter: RecordFilter::default(),
+            filter: CompiledFilter::pass_all(),
         }],
         4,
     );
@@ -960,7 +960,7 @@ async fn a_failing_sink_never_sends_good_messages_to_the_dlq() {
                 down: down.clone(),
                 out: out.clone(),
             }),
-            filter: RecordFilter::default(),
+            filter: CompiledFilter::pass_all(),
         }],
         4,
     );
