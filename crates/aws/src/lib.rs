@@ -5,12 +5,18 @@
 //! - [`clients`]: [`AwsSettings`], [`load_sdk_config`], [`s3_client`], [`S3Clients`].
 //! - [`s3read`]: GetObject → decompress → split → chunks on the pipeline, with error
 //!   classification ([`ReadError::is_retryable`]).
+//! - [`budget`]: the byte budget the object readers of a worker share ([`ReadBudget`]).
 //!
 //! Nothing here logs credentials: errors are rendered from the SDK's error context, which
 //! holds codes and messages, never keys.
 
+pub mod budget;
 pub mod clients;
 pub mod s3read;
 
+pub use budget::{Grant, ReadBudget};
 pub use clients::{load_sdk_config, s3_client, AwsSettings, S3Clients};
-pub use s3read::{read_into_pipeline, stream_object, ReadError, ReadReport};
+pub use s3read::{
+    read_into_pipeline, read_into_pipeline_within, stream_object, stream_object_within, ReadError,
+    ReadReport,
+};
