@@ -11,6 +11,11 @@ fn root() -> PathBuf {
 
 /// The total `trailhose check-config` prints for `config`, in bytes.
 fn printed_bound(config: &Path) -> u64 {
+    printed_bound_with(config, &[]).0
+}
+
+/// The same with `env` set (and no other `TRAILHOSE_` variable); also the output.
+fn printed_bound_with(config: &Path, env: &[(&str, &str)]) -> (u64, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trailhose"));
     cmd.arg("check-config").arg(config);
     // The bound of the file itself, not of this machine's overrides.
@@ -19,8 +24,9 @@ fn printed_bound(config: &Path) -> u64 {
             cmd.env_remove(k);
         }
     }
+    cmd.envs(env.iter().copied());
     let out = cmd.output().expect("trailhose runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}{}",
@@ -30,10 +36,12 @@ fn printed_bound(config: &Path) -> u64 {
         .lines()
         .find(|l| l.starts_with("worst-case memory: "))
         .unwrap_or_else(|| panic!("no bound in {stdout}"));
-    line.rsplit_once('(')
+    let bytes = line
+        .rsplit_once('(')
         .and_then(|(_, b)| b.strip_suffix(" bytes)"))
         .and_then(|b| b.parse().ok())
-        .unwrap_or_else(|| panic!("no byte count in {line}"))
+        .unwrap_or_else(|| panic!("no byte count in {line}"));
+    (bytes, stdout)
 }
 
 /// A Kubernetes memory quantity in bytes (`1Gi`, `896Mi`, `1000000k`, plain bytes).
@@ -131,6 +139,22 @@ fn deployment_memory_limits_cover_the_printed_bound_of_the_shipped_config() {
         tf << 20 >= bound,
         "terraform: worker_memory_limit_mib {tf} MiB below the bound {bound}"
     );
+}
+
+/// The worker applies `TRAILHOSE_…` overrides at start; `check-config` prints the bound the
+/// worker would have with them.
+#[test]
+fn the_printed_bound_follows_environment_overrides() {
+    let config = root().join("config/aws.toml");
+    let (file, plain) = printed_bound_with(&config, &[]);
+    let (more, out) = printed_bound_with(&config, &[("TRAILHOSE_SQS_MAX_OBJECTS_IN_FLIGHT", "32")]);
+    assert!(!plain.contains("environment overrides"), "{plain}");
+    assert!(
+        out.contains("with environment overrides: TRAILHOSE_SQS_MAX_OBJECTS_IN_FLIGHT"),
+        "{out}"
+    );
+    assert!(out.contains("max_objects_in_flight 32"), "{out}");
+    assert!(more > file, "{more} <= {file}");
 }
 
 #[test]
