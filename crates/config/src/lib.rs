@@ -378,13 +378,12 @@ impl Config {
         if let SourceConfig::Sqs(s) = &self.source {
             p.extend(s.problems());
             let reserve = memory::record_reserve_bytes(l.max_record_bytes, pl.chunk_bytes);
-            if let Some(b) = s.memory_budget_bytes {
-                if b < reserve {
-                    p.push(format!(
-                        "source.memory_budget_bytes = {b} is below {reserve}, what one record of limits.max_record_bytes = {} needs (raise it or lower the limit)",
-                        l.max_record_bytes
-                    ));
-                }
+            let b = s.memory_budget_bytes;
+            if b > 0 && b < reserve {
+                p.push(format!(
+                    "source.memory_budget_bytes = {b} is below {reserve}, what one record of limits.max_record_bytes = {} needs (raise it or lower the limit)",
+                    l.max_record_bytes
+                ));
             }
         }
         p

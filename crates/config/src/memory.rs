@@ -177,7 +177,7 @@ pub fn memory_bound(cfg: &Config, cores: usize) -> MemoryBound {
             });
             let budget = s.reader_budget_bytes(&cfg.limits, pl);
             let reserve = record_reserve_bytes(cfg.limits.max_record_bytes, pl.chunk_bytes);
-            let set = if s.memory_budget_bytes.is_some() {
+            let set = if s.memory_budget_bytes > 0 {
                 "source.memory_budget_bytes".to_string()
             } else {
                 format!(

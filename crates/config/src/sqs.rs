@@ -49,10 +49,10 @@ pub struct SqsSourceConfig {
     /// Bytes all object readers may hold at once (splitter buffers with their partial records,
     /// chunks being built, simd-json passes), enforced: a reader that needs more waits. Part of
     /// it is kept for one reader at a time, so one record of `limits.max_record_bytes` always
-    /// makes progress; it must be at least that reserve. Absent = the reserve plus every object
-    /// slot's steady need (see `check-config`).
+    /// makes progress; it must be at least that reserve. 0 (the default) = the reserve plus
+    /// every object slot's steady need (see `check-config`).
     #[serde(default)]
-    pub memory_budget_bytes: Option<u64>,
+    pub memory_budget_bytes: u64,
     /// Poison guard: a message received this many times that still fails is dead-lettered.
     #[serde(default = "d_max_receive")]
     pub max_receive_count: u32,
@@ -187,20 +187,21 @@ impl SqsSourceConfig {
         wanted.max(self.max_messages as usize).max(1)
     }
 
-    /// The object readers' byte budget in force: `memory_budget_bytes`, or the default derived
-    /// from the object slots, the largest record and the chunk size.
+    /// The object readers' byte budget in force: `memory_budget_bytes`, or (0) the default
+    /// derived from the object slots, the largest record and the chunk size.
     pub fn reader_budget_bytes(
         &self,
         limits: &crate::LimitsConfig,
         pipeline: &crate::PipelineConfig,
     ) -> u64 {
-        self.memory_budget_bytes.unwrap_or_else(|| {
-            crate::memory::default_reader_budget(
-                self.max_objects_in_flight.max(1),
-                limits.max_record_bytes,
-                pipeline.chunk_bytes,
-            )
-        })
+        if self.memory_budget_bytes > 0 {
+            return self.memory_budget_bytes;
+        }
+        crate::memory::default_reader_budget(
+            self.max_objects_in_flight.max(1),
+            limits.max_record_bytes,
+            pipeline.chunk_bytes,
+        )
     }
 
     /// Applies the `TRAILHOSE_…` overrides found by `lookup` (normally `std::env::var`);
