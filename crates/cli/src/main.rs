@@ -409,17 +409,38 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         #[cfg(feature = "query")]
         Command::Lookup(args) => query::lookup(&args),
         Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(cfg) => {
+            Ok(mut cfg) => {
                 let sinks: Vec<&str> = cfg.sinks.iter().map(|s| s.name()).collect();
                 println!(
-                    "{}: ok ({} sinks: {}; at most ~{} MiB of records in flight)",
+                    "{}: ok ({} sinks: {})",
                     file.display(),
                     sinks.len(),
                     sinks.join(", "),
-                    cfg.pipeline
-                        .memory_bound_bytes(cfg.sinks.len(), cfg.limits.max_record_bytes)
-                        >> 20
                 );
+                // The worker applies these at start, so the bound is the one `run` would have.
+                if let trailhose_config::SourceConfig::Sqs(s) = &mut cfg.source {
+                    match s.apply_env(|k| std::env::var(k).ok()) {
+                        Ok(applied) if !applied.is_empty() => {
+                            println!("  with environment overrides: {}", applied.join(", "))
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = writeln!(std::io::stderr(), "{}: {e}", file.display());
+                            return Ok(ExitCode::from(1));
+                        }
+                    }
+                    let problems = cfg.problems();
+                    if !problems.is_empty() {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "{}: with the environment overrides: {}",
+                            file.display(),
+                            problems.join("; ")
+                        );
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+                print!("{}", cfg.memory_bound(default_jobs()).render());
                 for w in cfg.warnings() {
                     let _ = writeln!(std::io::stderr(), "{}: warning: {w}", file.display());
                 }

@@ -69,14 +69,36 @@ pub struct RunReport {
     pub dead_letters: u64,
     pub dead_letter_path: std::path::PathBuf,
     pub elapsed: Duration,
+    /// How the SQS worker's graceful shutdown went; `None` for a source that ends on its own.
+    pub shutdown: Option<Shutdown>,
+}
+
+/// The end of a run that only a signal stops (the SQS worker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shutdown {
+    /// Every message in flight was settled (deleted, dead-lettered, left for retry or released)
+    /// and the sinks flushed, within `shutdown_grace_seconds`.
+    pub clean: bool,
+    /// What lost the race, when not clean.
+    pub problems: Vec<&'static str>,
+    pub took: Duration,
 }
 
 impl RunReport {
-    /// A run is clean when every object was read and delivered.
+    /// Whether `trailhose run` exits 0 (README, "Exit status"). A source that ends on its own
+    /// (a directory) is clean when every object was read and delivered. The SQS worker runs
+    /// until a signal, and what failed before it is already settled (the message came back to
+    /// the queue or went to the dead-letter place), so only its graceful shutdown counts: clean
+    /// unless it ran out of grace.
     pub fn is_clean(&self) -> bool {
-        self.source.files_failed == 0
-            && self.source.objects_undelivered == 0
-            && self.sinks.iter().all(|s| s.failed_deliveries == 0)
+        match &self.shutdown {
+            Some(s) => s.clean,
+            None => {
+                self.source.files_failed == 0
+                    && self.source.objects_undelivered == 0
+                    && self.sinks.iter().all(|s| s.failed_deliveries == 0)
+            }
+        }
     }
 }
 
@@ -407,6 +429,11 @@ pub async fn run_config(cfg: &Config) -> Result<RunReport> {
             // The worker owns the pipeline: it flushes the sinks before its last deletes.
             let w = trailhose_worker::run(cfg, s, pipeline, dlq.clone(), ops.clone()).await?;
             eprintln!("{}", w.stats);
+            let shutdown = Shutdown {
+                clean: w.shutdown_clean(),
+                problems: w.shutdown_problems(),
+                took: w.shutdown_took,
+            };
             return Ok(RunReport {
                 source: w.source_report(),
                 sinks: w.sinks,
@@ -416,6 +443,7 @@ pub async fn run_config(cfg: &Config) -> Result<RunReport> {
                 dead_letters: dlq.count(),
                 dead_letter_path: cfg.dead_letter.path.clone(),
                 elapsed: started.elapsed(),
+                shutdown: Some(shutdown),
             });
         }
     };
@@ -429,6 +457,7 @@ pub async fn run_config(cfg: &Config) -> Result<RunReport> {
         dead_letters: dlq.count(),
         dead_letter_path: cfg.dead_letter.path.clone(),
         elapsed: started.elapsed(),
+        shutdown: None,
     })
 }
 
@@ -493,4 +522,79 @@ pub fn print_report(r: &RunReport) {
         );
     }
     crate::rules::print_detection_summary();
+    if let Some(s) = &r.shutdown {
+        if s.clean {
+            eprintln!(
+                "shutdown: clean in {:.1} s (every message in flight settled, sinks flushed)",
+                s.took.as_secs_f64()
+            );
+        } else {
+            eprintln!(
+                "shutdown: ran out of grace after {:.1} s: {}",
+                s.took.as_secs_f64(),
+                s.problems.join("; ")
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(failed: u64, undelivered: u64, sink_failures: u64) -> RunReport {
+        RunReport {
+            source: SourceReport {
+                files_read: 10,
+                files_failed: failed,
+                objects_undelivered: undelivered,
+                ..SourceReport::default()
+            },
+            sinks: vec![SinkReport {
+                name: "s".into(),
+                failed_deliveries: sink_failures,
+                ..SinkReport::default()
+            }],
+            by_key: Default::default(),
+            unrouted: 0,
+            dropped_by_rule: Default::default(),
+            dead_letters: failed,
+            dead_letter_path: "dl.ndjson".into(),
+            elapsed: Duration::from_secs(1),
+            shutdown: None,
+        }
+    }
+
+    #[test]
+    fn a_directory_run_is_clean_only_when_everything_was_delivered() {
+        assert!(report(0, 0, 0).is_clean());
+        assert!(!report(1, 0, 0).is_clean(), "a failed file");
+        assert!(!report(0, 1, 0).is_clean(), "an undelivered object");
+        assert!(!report(0, 0, 1).is_clean(), "a failed delivery");
+    }
+
+    #[test]
+    fn the_worker_is_judged_by_its_shutdown_alone() {
+        let stopped = |clean: bool| Shutdown {
+            clean,
+            problems: if clean {
+                vec![]
+            } else {
+                vec!["the sinks did not flush within the grace period"]
+            },
+            took: Duration::from_secs(2),
+        };
+        // Objects that failed earlier (dead-lettered, retried) do not fail a clean stop.
+        let mut r = report(3, 2, 1);
+        r.shutdown = Some(stopped(true));
+        assert!(r.is_clean());
+        r.shutdown = Some(stopped(false));
+        assert!(!r.is_clean());
+        let mut r = report(0, 0, 0);
+        r.shutdown = Some(stopped(false));
+        assert!(
+            !r.is_clean(),
+            "a shutdown out of grace, even with nothing failed"
+        );
+    }
 }

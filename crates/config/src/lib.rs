@@ -14,6 +14,7 @@ use trailhose_pipeline::sinks::ndjson::{self, Shape};
 pub mod archive;
 pub mod cwl;
 pub mod detect;
+pub mod memory;
 pub mod ops;
 pub mod siem;
 pub mod sqs;
@@ -97,13 +98,6 @@ impl PipelineConfig {
         } else {
             self.parse_workers
         }
-    }
-
-    /// Upper bound of record bytes held in channels: each channel holds at most
-    /// `channel_capacity` chunks of at most `chunk_bytes` (plus one record) each.
-    pub fn memory_bound_bytes(&self, sinks: usize, max_record: usize) -> usize {
-        let chunk = self.chunk_bytes + max_record;
-        (self.channel_capacity * (1 + sinks) + self.workers()) * chunk
     }
 }
 
@@ -410,6 +404,12 @@ impl Config {
         }
     }
 
+    /// The worst-case memory of a run, term by term (see [`memory`]); `cores` stands for the
+    /// machine's core count (`pipeline.parse_workers = 0`).
+    pub fn memory_bound(&self, cores: usize) -> memory::MemoryBound {
+        memory::memory_bound(self, cores)
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
@@ -510,6 +510,14 @@ impl Config {
         }
         if let SourceConfig::Sqs(s) = &self.source {
             p.extend(s.problems());
+            let reserve = memory::record_reserve_bytes(l.max_record_bytes, pl.chunk_bytes);
+            let b = s.memory_budget_bytes;
+            if b > 0 && b < reserve {
+                p.push(format!(
+                    "source.memory_budget_bytes = {b} is below {reserve}, what one record of limits.max_record_bytes = {} needs (raise it or lower the limit)",
+                    l.max_record_bytes
+                ));
+            }
         }
         p.extend(self.dead_letter.problems());
         p

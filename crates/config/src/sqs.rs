@@ -46,6 +46,13 @@ pub struct SqsSourceConfig {
     /// message costs a heartbeat, not memory.
     #[serde(default)]
     pub max_messages_in_flight: usize,
+    /// Bytes all object readers may hold at once (splitter buffers with their partial records,
+    /// chunks being built, simd-json passes), enforced: a reader that needs more waits. Part of
+    /// it is kept for one reader at a time, so one record of `limits.max_record_bytes` always
+    /// makes progress; it must be at least that reserve. 0 (the default) = the reserve plus
+    /// every object slot's steady need (see `check-config`).
+    #[serde(default)]
+    pub memory_budget_bytes: u64,
     /// Poison guard: a message received this many times that still fails is dead-lettered.
     #[serde(default = "d_max_receive")]
     pub max_receive_count: u32,
@@ -177,6 +184,34 @@ impl SqsSourceConfig {
     pub fn heartbeat_interval_seconds(&self) -> u32 {
         self.heartbeat_seconds
             .unwrap_or((self.visibility_timeout_seconds / 3).max(1))
+    }
+
+    /// Messages held at once: enough for full receives, and at least one per object slot (or
+    /// `max_messages_in_flight` when set). The worker's `WorkerSettings::message_capacity`.
+    pub fn message_capacity(&self) -> usize {
+        let wanted = if self.max_messages_in_flight > 0 {
+            self.max_messages_in_flight
+        } else {
+            self.max_objects_in_flight
+        };
+        wanted.max(self.max_messages as usize).max(1)
+    }
+
+    /// The object readers' byte budget in force: `memory_budget_bytes`, or (0) the default
+    /// derived from the object slots, the largest record and the chunk size.
+    pub fn reader_budget_bytes(
+        &self,
+        limits: &crate::LimitsConfig,
+        pipeline: &crate::PipelineConfig,
+    ) -> u64 {
+        if self.memory_budget_bytes > 0 {
+            return self.memory_budget_bytes;
+        }
+        crate::memory::default_reader_budget(
+            self.max_objects_in_flight.max(1),
+            limits.max_record_bytes,
+            pipeline.chunk_bytes,
+        )
     }
 
     /// Applies the `TRAILHOSE_…` overrides found by `lookup` (normally `std::env::var`);

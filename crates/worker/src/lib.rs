@@ -17,6 +17,15 @@
 //! [`deadletter`] (SQS DLQ, local file or S3 prefix), [`stats`] (counters for the CLI and
 //! metrics).
 //!
+//! Memory: every object read draws on one byte budget (`source.memory_budget_bytes`,
+//! [`trailhose_aws::budget`]); large records wait for it instead of piling up, and one of them
+//! always makes progress. `check-config` prints the worker's worst case term by term.
+//!
+//! # Exit status
+//!
+//! [`WorkerReport::shutdown_clean`]: the graceful shutdown settled every message in flight and
+//! flushed the sinks within the grace; `trailhose run` then exits 0, whatever failed earlier.
+//!
 //! # Lifecycle of a message
 //!
 //! Receive (long poll, up to 10, only while there is capacity: slow sinks stop the receivers)

@@ -261,6 +261,7 @@ fn settings(queue_url: &str) -> WorkerSettings {
             max_records: 16,
             max_bytes: 1 << 20,
         },
+        memory_budget_bytes: None,
     }
 }
 
@@ -489,6 +490,9 @@ async fn ships_every_record_once_and_dead_letters_what_it_cannot_read() {
     assert_eq!(s.records, expected.len() as u64);
     assert_eq!(s.duplicates, 0);
     assert!(report.drained_cleanly);
+    // A corrupt object and refused messages earlier in the run do not make the shutdown
+    // unclean: their messages were dead-lettered and deleted.
+    assert!(report.shutdown_clean(), "{:?}", report.shutdown_problems());
     let lines = read_ndjson(&out_dir);
     assert_eq!(lines.len(), expected.len(), "every record exactly once");
     assert!(lines == expected, "records arrive byte-identical");
@@ -795,6 +799,7 @@ async fn graceful_shutdown_releases_in_flight_messages() {
         "exits within the grace period: {took:?}"
     );
     assert!(!report.drained_cleanly);
+    assert!(!report.shutdown_clean());
     assert_eq!(report.stats.messages_released, 1, "{:#?}", report.stats);
     assert_eq!(report.stats.messages_deleted, 1, "only the test event");
     assert!(out.lock().expect("collector").is_empty());
