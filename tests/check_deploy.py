@@ -7,7 +7,9 @@
 - ECS task definition / service / autoscaling: JSON structure and the grace-period invariant;
 - Terraform: parsed with python-hcl2 (terraform itself is not installable here) and checked for
   the resources and the least-privilege actions the worker needs.
-Cross-artifact invariant: every orchestrator waits longer than the worker's shutdown grace."""
+Cross-artifact invariants: every orchestrator waits longer than the worker's shutdown grace, and
+gives the worker the same memory limit (the worst case `trailhose check-config` prints for
+config/aws.toml, rounded up; crates/cli/tests/deploy.rs checks the limit against that bound)."""
 import glob, json, os, subprocess, sys, tomllib
 
 import hcl2
@@ -68,6 +70,25 @@ metric = auto["scalingPolicy"]["TargetTrackingScalingPolicyConfiguration"]["Cust
 check(metric["Namespace"] == "AWS/SQS", "ecs: autoscaling on SQS queue depth")
 json.load(open(os.path.join(ROOT, "deploy", "ecs", "service.json")))
 
+def mib(quantity):
+    """A Kubernetes memory quantity (e.g. 1Gi, 512Mi, 1e9, 1G) in MiB."""
+    q = str(quantity)
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024,
+             "k": 1e3 / 2**20, "M": 1e6 / 2**20, "G": 1e9 / 2**20, "T": 1e12 / 2**20}
+    for suffix, factor in units.items():
+        if q.endswith(suffix) and q[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(q[: -len(suffix)]) * factor
+    return float(q) / 2**20
+
+# Memory limits: one figure across the orchestrators, requests below limits.
+k8s_limit = mib(c["resources"]["limits"]["memory"])
+check(mib(c["resources"]["requests"]["memory"]) <= k8s_limit, "k8s: memory request above the limit")
+check("check-config" in open(dep_path).read(), "k8s: say how the memory limit is derived (check-config)")
+check("memory" in cd and "memoryReservation" in cd, "ecs: container memory limit and reservation")
+check(cd.get("memoryReservation", 0) <= cd.get("memory", 0) <= int(td["memory"]),
+      "ecs: memoryReservation <= container memory <= task memory")
+check(cd.get("memory") == k8s_limit, f"ecs: container memory {cd.get('memory')} MiB differs from the k8s limit {k8s_limit} MiB")
+
 # Terraform
 tf = {}
 for f in glob.glob(os.path.join(ROOT, "deploy", "terraform", "*", "*.tf")):
@@ -91,6 +112,15 @@ for action in ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisi
 check('"*"' not in main_tf.split("data \"aws_iam_policy_document\"")[1].split("resource")[0].replace('"arn:aws:logs:*:*', ''),
       "terraform: no wildcard resources in the worker policy")
 check("redrive_policy" in main_tf and "maxReceiveCount" in main_tf, "terraform: redrive policy")
+tf_vars = {}
+for f in glob.glob(os.path.join(ROOT, "deploy", "terraform", "*", "variables.tf")):
+    with open(f) as fh:
+        for block in hcl2.load(fh).get("variable", []):
+            for name, body in block.items():
+                tf_vars[name.strip('"')] = body
+limit_var = tf_vars.get("worker_memory_limit_mib", {})
+check(limit_var.get("default") == k8s_limit,
+      f"terraform: worker_memory_limit_mib default {limit_var.get('default')} differs from the k8s limit {k8s_limit} MiB")
 
 if errors:
     print("deploy checks FAILED:")

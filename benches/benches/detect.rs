@@ -21,7 +21,7 @@ use trailhose_gen::{generate, Compression, GenOptions, Inject};
 use trailhose_pipeline::deadletter::DeadLetterFile;
 use trailhose_pipeline::dir_source::{list_files, run_dir_source, DirSource, Layout};
 use trailhose_pipeline::emit::ChunkLimits;
-use trailhose_pipeline::filter::RecordFilter;
+use trailhose_pipeline::filter::CompiledFilter;
 use trailhose_pipeline::sinks::discard::DiscardSink;
 use trailhose_pipeline::{Pipeline, SinkSpec};
 
@@ -166,7 +166,7 @@ fn pipeline(c: &mut Criterion) {
             sink: Box::new(DiscardSink {
                 name: "discard".into(),
             }),
-            filter: RecordFilter::default(),
+            filter: CompiledFilter::pass_all(),
         }];
         if with_detect {
             sinks.push(SinkSpec {
@@ -177,7 +177,7 @@ fn pipeline(c: &mut Criterion) {
                     tmp.path().join("failed.ndjson"),
                     None,
                 )),
-                filter: RecordFilter::default(),
+                filter: CompiledFilter::pass_all(),
             });
         }
         rt.block_on(async {

@@ -3,7 +3,13 @@
 //! [`ChunkBuilder`] → the pipeline's bounded channel. A full channel makes the read wait
 //! (backpressure); memory per object is one read chunk, the decoder state and one partial
 //! record. The [`DecompressGuard`] is checked against the compressed bytes actually consumed.
+//!
+//! With a [`ReadBudget`] (the SQS worker's), the reader holds a [`Grant`] sized, before every
+//! read, to twice its record in progress plus the read chunk (the splitter's bytes and their
+//! copy into chunks) plus the chunk being built, and before every simd-json pass to that plus
+//! the pass ([`parse_scratch_bytes`]); it waits when the budget is spent.
 
+use crate::budget::{Grant, ReadBudget};
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -17,9 +23,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::mpsc;
 use trailhose_core::decompress::{classify_io_error, sniff, SNIFF_LEN};
+use trailhose_core::fields::parse_scratch_bytes;
 use trailhose_core::reader::READ_CHUNK;
 use trailhose_core::{
-    DecompressGuard, FieldParser, Format, Limits, ParseError, Record, RecordSplitter,
+    DecompressGuard, FieldParser, Format, Limits, ParseError, Record, RecordSpan, RecordSplitter,
     PARSE_BATCH_BYTES,
 };
 use trailhose_pipeline::emit::{ChunkBuilder, ChunkLimits};
@@ -236,14 +243,34 @@ pub async fn read_into_pipeline<R>(
 where
     R: AsyncBufRead + Unpin + Send,
 {
+    let budget = ReadBudget::unlimited();
+    read_into_pipeline_within(input, object, limits, chunking, &budget, ack, tx).await
+}
+
+/// [`read_into_pipeline`] holding its buffers within `budget` (see the module docs).
+#[allow(clippy::too_many_arguments)]
+pub async fn read_into_pipeline_within<R>(
+    input: R,
+    object: Arc<ObjectMeta>,
+    limits: &Limits,
+    chunking: ChunkLimits,
+    budget: &ReadBudget,
+    ack: &ObjectAck,
+    tx: &mpsc::Sender<Routed>,
+) -> (ReadReport, Result<(), ReadError>)
+where
+    R: AsyncBufRead + Unpin + Send,
+{
     let probe = Arc::new(Probe::default());
     let mut report = ReadReport::default();
+    let mut grant = budget.grant();
     let result = drive(
         input,
         &probe,
         object,
         limits,
         chunking,
+        &mut grant,
         ack,
         tx,
         &mut report,
@@ -260,6 +287,7 @@ async fn drive<R>(
     object: Arc<ObjectMeta>,
     limits: &Limits,
     chunking: ChunkLimits,
+    grant: &mut Grant,
     ack: &ObjectAck,
     tx: &mpsc::Sender<Routed>,
     report: &mut ReadReport,
@@ -311,7 +339,13 @@ where
     let mut splitter = RecordSplitter::new(limits.clone());
     let mut fields = FieldParser::new();
     let mut builder = ChunkBuilder::new(object, chunking);
+    let mut batch = Batch::default();
     loop {
+        // The splitter will hold what it keeps plus this read; complete records are copied
+        // into chunks while it still holds them; the chunk being built stays until it fills.
+        let holding = 2 * (splitter.retained_bytes() + READ_CHUNK) + builder.pending_bytes();
+        grant.resize(holding).await;
+        batch.holding = holding;
         let spare = splitter.spare(READ_CHUNK);
         let spare_len = spare.len();
         let read = decoder.read(spare).await;
@@ -326,7 +360,17 @@ where
                 }
                 let fault = classify_io_error(format, offset, &e);
                 // Records complete before a content fault still go out.
-                drain(&mut splitter, &mut fields, &mut builder, ack, tx, report).await?;
+                drain(
+                    &mut splitter,
+                    &mut fields,
+                    &mut builder,
+                    &mut batch,
+                    grant,
+                    ack,
+                    tx,
+                    report,
+                )
+                .await?;
                 flush_partial(builder, ack, tx, report).await?;
                 return Err(fault.into());
             }
@@ -340,7 +384,19 @@ where
             )
             .map_err(ReadError::from);
         let drained = match checked {
-            Ok(()) => drain(&mut splitter, &mut fields, &mut builder, ack, tx, report).await,
+            Ok(()) => {
+                drain(
+                    &mut splitter,
+                    &mut fields,
+                    &mut builder,
+                    &mut batch,
+                    grant,
+                    ack,
+                    tx,
+                    report,
+                )
+                .await
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = drained {
@@ -357,31 +413,58 @@ where
     }
 }
 
+/// What `drain` reuses across calls, and what the grant covers without a simd-json pass.
+#[derive(Default)]
+struct Batch {
+    spans: Vec<RecordSpan>,
+    full: Vec<RecordChunk>,
+    holding: usize,
+}
+
+/// [`FieldParser::next_batch`] in two halves, so the simd-json pass over records the fast path
+/// declined is covered by the grant before it runs, and its buffers are given back after.
+#[allow(clippy::too_many_arguments)]
 async fn drain(
     splitter: &mut RecordSplitter,
     fields: &mut FieldParser,
     builder: &mut ChunkBuilder,
+    batch: &mut Batch,
+    grant: &mut Grant,
     ack: &ObjectAck,
     tx: &mpsc::Sender<Routed>,
     report: &mut ReadReport,
 ) -> Result<(), ReadError> {
     // A batch is at most PARSE_BATCH_BYTES past one record, so it fills few chunks.
-    let mut full = Vec::new();
     loop {
-        let more = fields.next_batch(splitter, PARSE_BATCH_BYTES, |raw, kf| {
+        let Batch {
+            spans,
+            full,
+            holding,
+        } = &mut *batch;
+        let buf = splitter.next_batch(PARSE_BATCH_BYTES, spans)?;
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let scratch = parse_scratch_bytes(buf, spans);
+        if scratch > 0 {
+            grant.resize(*holding + scratch).await;
+        }
+        let taken = fields.take_batch(buf, spans, |raw, kf| {
             report.records += 1;
             full.extend(builder.push(Record {
                 raw,
                 fields: Some(kf),
             }));
         });
+        if scratch > 0 {
+            fields.release_memory();
+            grant.shrink_to(*holding);
+        }
         // Chunks completed before a fault still go out.
         for chunk in full.drain(..) {
             send(chunk, ack, tx, report).await?;
         }
-        if !more? {
-            return Ok(());
-        }
+        taken?;
     }
 }
 
@@ -432,6 +515,26 @@ pub async fn stream_object(
     ack: &ObjectAck,
     tx: &mpsc::Sender<Routed>,
 ) -> (ReadReport, Result<(), ReadError>) {
+    let budget = ReadBudget::unlimited();
+    stream_object_within(
+        client, bucket, key, object, limits, chunking, &budget, ack, tx,
+    )
+    .await
+}
+
+/// [`stream_object`] holding its buffers within `budget` (see the module docs).
+#[allow(clippy::too_many_arguments)]
+pub async fn stream_object_within(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    object: Arc<ObjectMeta>,
+    limits: &Limits,
+    chunking: ChunkLimits,
+    budget: &ReadBudget,
+    ack: &ObjectAck,
+    tx: &mpsc::Sender<Routed>,
+) -> (ReadReport, Result<(), ReadError>) {
     let started = Instant::now();
     let response = client.get_object().bucket(bucket).key(key).send().await;
     let output = match response {
@@ -440,7 +543,8 @@ pub async fn stream_object(
     };
     let first_byte = started.elapsed();
     let body: Pin<Box<dyn AsyncBufRead + Send>> = Box::pin(output.body.into_async_read());
-    let (mut report, result) = read_into_pipeline(body, object, limits, chunking, ack, tx).await;
+    let (mut report, result) =
+        read_into_pipeline_within(body, object, limits, chunking, budget, ack, tx).await;
     report.first_byte = Some(first_byte);
     (report, result)
 }
@@ -627,6 +731,95 @@ mod tests {
         };
         let (_, _, result, _) = run(trickle(gz(&big), 4096, None), limits).await;
         assert_eq!(result.map_err(|e| e.kind()), Err("ratio_exceeded"));
+    }
+
+    /// Six objects, each with a 3 MiB record (one of them declined by the fast scanner, so it
+    /// goes through simd-json) among small ones, read at once within a budget that has room
+    /// for one such record beyond a small pool: every record arrives, the readers take turns,
+    /// and together they never hold more than the budget.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_large_records_stay_within_a_shared_budget() {
+        const MIB: usize = 1 << 20;
+        let records_of = |i: usize| {
+            let big = "x".repeat(3 * MIB);
+            // An exponent makes the fast scanner decline the record.
+            let number = if i == 0 { "1e5" } else { "15" };
+            vec![
+                format!(r#"{{"eventID":"{i}-a"}}"#).into_bytes(),
+                format!(r#"{{"eventID":"{i}-big","n":{number},"pad":"{big}"}}"#).into_bytes(),
+                format!(r#"{{"eventID":"{i}-b"}}"#).into_bytes(),
+            ]
+        };
+        let file = |i: usize| {
+            [
+                &b"{\"Records\":["[..],
+                &records_of(i).join(&b","[..]),
+                b"]}",
+            ]
+            .concat()
+        };
+        // One record: twice (3 MiB + a read chunk) + a chunk, and for the declined one a
+        // simd-json pass of three copies: about 17 MiB.
+        let budget = ReadBudget::new(22 * MIB as u64, 18 * MIB as u64);
+        let limits = Limits {
+            max_record_bytes: 4 * MIB,
+            ..Limits::default()
+        };
+        let (tx, mut rx) = mpsc::channel::<Routed>(2);
+        let collector = tokio::spawn(async move {
+            let mut out = Vec::new();
+            while let Some(r) = rx.recv().await {
+                for m in &r.chunk.records {
+                    out.push(r.chunk.bytes_of(m).to_vec());
+                }
+                drop(r.chunk);
+                r.token.ack();
+            }
+            out
+        });
+        let mut reads = tokio::task::JoinSet::new();
+        for i in 0..6 {
+            let (tx, budget, limits) = (tx.clone(), budget.clone(), limits.clone());
+            let data = gz(&file(i));
+            reads.spawn(async move {
+                let (ack, outcome) = ObjectAck::new();
+                let (report, result) = read_into_pipeline_within(
+                    trickle(data, 64 * 1024, None),
+                    Arc::new(ObjectMeta::default()),
+                    &limits,
+                    ChunkLimits::default(),
+                    &budget,
+                    &ack,
+                    &tx,
+                )
+                .await;
+                drop(ack);
+                (report, result, outcome.await)
+            });
+        }
+        drop(tx);
+        while let Some(done) = reads.join_next().await {
+            let (report, result, outcome) = done.expect("read task");
+            assert_eq!(result, Ok(()));
+            assert_eq!(report.records, 3);
+            assert_eq!(
+                outcome.expect("outcome"),
+                ObjectOutcome::Delivered { dead_lettered: 0 }
+            );
+        }
+        let mut records = collector.await.expect("collector");
+        records.sort();
+        let mut expected: Vec<Vec<u8>> = (0..6).flat_map(records_of).collect();
+        expected.sort();
+        assert_eq!(records, expected, "every record, byte-exact");
+        assert_eq!(budget.held_bytes(), 0, "every grant given back");
+        assert!(
+            budget.peak_bytes() <= 22 * MIB as u64,
+            "peak {}",
+            budget.peak_bytes()
+        );
+        assert!(budget.waits() > 0, "six 3 MiB records in 22 MiB took turns");
+        assert_eq!(budget.overdrafts(), 0);
     }
 
     #[test]

@@ -3,61 +3,40 @@
 //! so a kill at any moment re-ships at most the objects that were in flight.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, Write};
+use std::fs::File;
+use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use trailhose_pipeline::linefile::AppendFile;
 
 pub struct Checkpoint {
     path: PathBuf,
     done: HashSet<String>,
-    file: Mutex<File>,
+    /// The project's one line writer: whole lines, synced, nothing left of a failed append.
+    file: AppendFile,
 }
 
 impl Checkpoint {
     /// Opens (or creates) the checkpoint and loads what it already records. A torn last line
-    /// from a kill mid-write is cut off: that object is simply shipped again.
+    /// from a kill mid-write is cut off first (by the shared writer): that object is simply
+    /// shipped again.
     pub fn open(path: &Path) -> io::Result<Checkpoint> {
+        let file = AppendFile::open(path)?;
         let mut done = HashSet::new();
-        // Length up to the last complete line; anything after it is a torn write.
-        let mut complete = 0u64;
-        let mut total = 0u64;
-        if let Ok(f) = File::open(path) {
-            let mut reader = io::BufReader::new(f);
-            let mut line = String::new();
-            loop {
-                line.clear();
-                let n = reader.read_line(&mut line)? as u64;
-                if n == 0 {
-                    break;
-                }
-                total += n;
-                if let Some(key) = line.strip_suffix('\n') {
-                    complete = total;
-                    if !key.is_empty() {
-                        done.insert(key.to_string());
-                    }
-                }
-            }
-        }
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)?;
-            }
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
+        let f = File::open(path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        if complete < total {
-            // Drop the torn tail: that object was not recorded, so it is shipped again.
-            file.set_len(complete)?;
+        let mut reader = io::BufReader::new(f);
+        let mut line = String::new();
+        // Every line is whole now; `\r` is part of a key, only `\n` ends one.
+        while reader.read_line(&mut line)? > 0 {
+            if let Some(key) = line.strip_suffix('\n').filter(|k| !k.is_empty()) {
+                done.insert(key.to_string());
+            }
+            line.clear();
         }
         Ok(Checkpoint {
             path: path.to_path_buf(),
             done,
-            file: Mutex::new(file),
+            file,
         })
     }
 
@@ -77,7 +56,7 @@ impl Checkpoint {
         self.done.is_empty()
     }
 
-    /// Records a delivered object durably.
+    /// Records a delivered object durably (appended and synced before it returns).
     pub fn mark_done(&self, key: &str) -> io::Result<()> {
         if key.contains('\n') {
             return Err(io::Error::new(
@@ -85,18 +64,15 @@ impl Checkpoint {
                 "object key contains a newline",
             ));
         }
-        let mut f = match self.file.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        f.write_all(format!("{key}\n").as_bytes())?;
-        f.sync_data()
+        self.file.append(format!("{key}\n").as_bytes(), true)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     #[test]
     fn survives_restart_and_torn_lines() {

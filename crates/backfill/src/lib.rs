@@ -284,7 +284,7 @@ pub async fn run_backfill(
                         records_before_fault: report.records,
                         time: now_rfc3339(),
                     };
-                    match dlq.write(&entry) {
+                    match dlq.write(&entry).await {
                         Ok(()) => {
                             counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                             if let Err(e) = cp.mark_done(&key) {

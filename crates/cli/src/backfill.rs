@@ -9,7 +9,6 @@ use trailhose_backfill::checkpoint::Checkpoint;
 use trailhose_backfill::plan::{days, parse_target};
 use trailhose_backfill::{run_backfill, BackfillOptions};
 use trailhose_config::Config;
-use trailhose_pipeline::deadletter::DeadLetterFile;
 use trailhose_pipeline::emit::ChunkLimits;
 use trailhose_pipeline::Pipeline;
 
@@ -44,7 +43,14 @@ pub fn backfill(a: Args) -> Result<ExitCode> {
         })
         .await;
         let mut pipeline = Pipeline::start(build_sinks(&cfg).await?, cfg.pipeline.channel_capacity);
-        let dlq = Arc::new(DeadLetterFile::new(&cfg.dead_letter.path));
+        let dlq = crate::run::source_dead_letters(
+            &cfg,
+            &trailhose_aws::AwsSettings {
+                region: a.region.clone(),
+                endpoint_url: a.endpoint_url.clone(),
+            },
+        )
+        .await?;
         let progress = trailhose_ops::progress::Progress::new("backfill", None, true);
         let already = checkpoint.len();
         let opts = BackfillOptions {

@@ -7,6 +7,7 @@ mod demo;
 mod generate_digests;
 #[cfg(feature = "query")]
 mod query;
+mod replay;
 mod rules;
 mod run;
 mod validate;
@@ -159,6 +160,29 @@ enum Command {
         regions: Vec<String>,
         #[arg(long, default_value_t = 8)]
         objects_in_flight: usize,
+    },
+    /// Ship dead-lettered records again: every NDJSON(.gz) object under an s3:// prefix (or a
+    /// local dead-letter file) goes, record by record, to the sink its line names (or
+    /// --sink) of a config; prints counts; exit 1 unless everything was acknowledged.
+    Replay {
+        /// s3://bucket/prefix/ of dead-letter objects, or a local dead-letter file.
+        target: String,
+        /// Config whose [[sinks]] receive the records (its [source] is not used).
+        #[arg(long, short = 'c', default_value = "config/local.toml")]
+        config: PathBuf,
+        /// Send every record to this sink instead of the one its line names.
+        #[arg(long)]
+        sink: Option<String>,
+        /// Delete each object (file) once all its records were acknowledged (delivered or
+        /// dead-lettered again); objects with anything else in them are kept.
+        #[arg(long)]
+        delete: bool,
+        /// Region of the bucket (default: `[dead_letter] region`, else the SDK's chain).
+        #[arg(long)]
+        region: Option<String>,
+        /// Endpoint override (an S3-compatible store or an emulator).
+        #[arg(long)]
+        endpoint_url: Option<String>,
     },
     /// Detection rules: test a filter pattern against local files, list the rule pack.
     Rules {
@@ -385,17 +409,48 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         #[cfg(feature = "query")]
         Command::Lookup(args) => query::lookup(&args),
         Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(cfg) => {
+            Ok(mut cfg) => {
                 let sinks: Vec<&str> = cfg.sinks.iter().map(|s| s.name()).collect();
                 println!(
-                    "{}: ok ({} sinks: {}; at most ~{} MiB of records in flight)",
+                    "{}: ok ({} sinks: {})",
                     file.display(),
                     sinks.len(),
                     sinks.join(", "),
-                    cfg.pipeline
-                        .memory_bound_bytes(cfg.sinks.len(), cfg.limits.max_record_bytes)
-                        >> 20
                 );
+                // The worker applies these at start, so the bound is the one `run` would have.
+                if let trailhose_config::SourceConfig::Sqs(s) = &mut cfg.source {
+                    match s.apply_env(|k| std::env::var(k).ok()) {
+                        Ok(applied) if !applied.is_empty() => {
+                            println!("  with environment overrides: {}", applied.join(", "))
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = writeln!(std::io::stderr(), "{}: {e}", file.display());
+                            return Ok(ExitCode::from(1));
+                        }
+                    }
+                    let problems = cfg.problems();
+                    if !problems.is_empty() {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "{}: with the environment overrides: {}",
+                            file.display(),
+                            problems.join("; ")
+                        );
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+                print!("{}", cfg.memory_bound(default_jobs()).render());
+                for w in cfg.warnings() {
+                    let _ = writeln!(std::io::stderr(), "{}: warning: {w}", file.display());
+                }
+                // Filter patterns compile now, not when `run` starts.
+                for s in &cfg.sinks {
+                    if let Err(e) = run::compile_filter(s.name(), s.filter()) {
+                        let _ = writeln!(std::io::stderr(), "{}: {e:#}", file.display());
+                        return Ok(ExitCode::from(1));
+                    }
+                }
                 if let Some(d) = &cfg.detection {
                     match rules::check(d) {
                         Ok(s) => println!("  {s}"),
@@ -412,6 +467,21 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::Replay {
+            target,
+            config,
+            sink,
+            delete,
+            region,
+            endpoint_url,
+        } => replay::replay(replay::Args {
+            target,
+            config,
+            sink,
+            delete,
+            region,
+            endpoint_url,
+        }),
         Command::Rules { cmd } => rules::run(cmd),
         Command::Bench { dir, events, runs } => bench::bench(dir, events, runs),
         Command::Backfill {

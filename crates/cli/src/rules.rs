@@ -10,7 +10,7 @@ use trailhose_core::{read_records, FieldMode, FieldParser, KeyFields, Limits};
 use trailhose_detect::engine::Scratch;
 use trailhose_detect::rules::{Rule, RuleSet, RuleSources, Severity};
 use trailhose_detect::{DetectSink, FilterPattern};
-use trailhose_pipeline::filter::RecordFilter;
+use trailhose_pipeline::filter::CompiledFilter;
 use trailhose_pipeline::SinkSpec;
 
 #[derive(Subcommand)]
@@ -260,7 +260,7 @@ pub async fn detect_sink(cfg: &DetectionConfig) -> Result<SinkSpec> {
         .map_err(|e| anyhow::anyhow!("detection: {e}"))?;
     Ok(SinkSpec {
         sink: Box::new(sink),
-        filter: RecordFilter::default(),
+        filter: CompiledFilter::pass_all(),
     })
 }
 

@@ -8,9 +8,56 @@ use trailhose_pipeline::deadletter::DeadLetterFile;
 use trailhose_pipeline::delivery::{DeadLetterPlace, DeliveryControl, LocalDeadLetters};
 use trailhose_pipeline::dir_source::{run_dir_source, DirSource, SourceReport};
 use trailhose_pipeline::emit::ChunkLimits;
+use trailhose_pipeline::filter::{CompiledFilter, RecordFilter};
 use trailhose_pipeline::sinks::discard::DiscardSink;
-use trailhose_pipeline::sinks::ndjson::{NdjsonSink, Target};
+use trailhose_pipeline::sinks::ndjson::{FileTarget, NdjsonSink, Target};
 use trailhose_pipeline::{Pipeline, SinkReport, SinkSpec};
+
+/// The top-level `[dead_letter]` place: a local file, or an `s3://` prefix reached with the
+/// place's own region/endpoint, else `fallback`'s (the SQS source's, or the command line's).
+pub async fn source_dead_letters(
+    cfg: &Config,
+    fallback: &trailhose_aws::AwsSettings,
+) -> Result<Arc<DeadLetterFile>> {
+    let dl = &cfg.dead_letter;
+    if !dl.is_s3() {
+        return Ok(Arc::new(DeadLetterFile::new(&dl.path)));
+    }
+    let sdk = trailhose_aws::load_sdk_config(&trailhose_aws::AwsSettings {
+        region: dl.region.clone().or_else(|| fallback.region.clone()),
+        endpoint_url: dl
+            .endpoint_url
+            .clone()
+            .or_else(|| fallback.endpoint_url.clone()),
+    })
+    .await;
+    let sse = trailhose_aws::SseOptions {
+        sse: dl.sse.clone(),
+        kms_key_id: dl.kms_key_id.clone(),
+    };
+    Ok(trailhose_aws::open_source_dead_letters(
+        &dl.target(),
+        &sse,
+        &sdk,
+    )?)
+}
+
+/// Region and endpoint of the SQS source after its `TRAILHOSE_…` overrides, which an S3
+/// dead-letter place without its own uses.
+fn source_settings(cfg: &Config) -> trailhose_aws::AwsSettings {
+    match &cfg.source {
+        SourceConfig::Sqs(s) => {
+            let mut s = s.clone();
+            // A bad override is reported by the worker itself.
+            let _ = s.apply_env(|k| std::env::var(k).ok());
+            trailhose_aws::AwsSettings {
+                region: s.region,
+                endpoint_url: s.endpoint_url,
+            }
+        }
+        SourceConfig::Dir(_) => trailhose_aws::AwsSettings::default(),
+    }
+}
 
 pub struct RunReport {
     pub source: SourceReport,
@@ -22,38 +69,111 @@ pub struct RunReport {
     pub dead_letters: u64,
     pub dead_letter_path: std::path::PathBuf,
     pub elapsed: Duration,
+    /// How the SQS worker's graceful shutdown went; `None` for a source that ends on its own.
+    pub shutdown: Option<Shutdown>,
+}
+
+/// The end of a run that only a signal stops (the SQS worker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shutdown {
+    /// Every message in flight was settled (deleted, dead-lettered, left for retry or released)
+    /// and the sinks flushed, within `shutdown_grace_seconds`.
+    pub clean: bool,
+    /// What lost the race, when not clean.
+    pub problems: Vec<&'static str>,
+    pub took: Duration,
 }
 
 impl RunReport {
-    /// A run is clean when every object was read and delivered.
+    /// Whether `trailhose run` exits 0 (README, "Exit status"). A source that ends on its own
+    /// (a directory) is clean when every object was read and delivered. The SQS worker runs
+    /// until a signal, and what failed before it is already settled (the message came back to
+    /// the queue or went to the dead-letter place), so only its graceful shutdown counts: clean
+    /// unless it ran out of grace.
     pub fn is_clean(&self) -> bool {
-        self.source.files_failed == 0
-            && self.source.objects_undelivered == 0
-            && self.sinks.iter().all(|s| s.failed_deliveries == 0)
+        match &self.shutdown {
+            Some(s) => s.clean,
+            None => {
+                self.source.files_failed == 0
+                    && self.source.objects_undelivered == 0
+                    && self.sinks.iter().all(|s| s.failed_deliveries == 0)
+            }
+        }
     }
 }
 
-/// The dead-letter place a sink config names (records its destination can never take).
-fn dead_letters_for(target: &str) -> Arc<dyn DeadLetterPlace> {
-    LocalDeadLetters::new(std::path::Path::new(target))
+/// Opens the dead-letter places sinks name (records their destination can never take): a
+/// local file, or an `s3://` prefix reached with `[dead_letter]`'s region, endpoint and SSE
+/// settings (else the SQS source's).
+struct SinkDeadLetters {
+    sdk: Option<trailhose_aws::SdkConfig>,
+    sse: trailhose_aws::SseOptions,
+}
+
+impl SinkDeadLetters {
+    async fn new(cfg: &Config) -> SinkDeadLetters {
+        let any_s3 = cfg
+            .sinks
+            .iter()
+            .filter_map(|s| s.dead_letter())
+            .any(trailhose_config::is_s3_url);
+        let sdk = if any_s3 {
+            let fallback = source_settings(cfg);
+            let dl = &cfg.dead_letter;
+            Some(
+                trailhose_aws::load_sdk_config(&trailhose_aws::AwsSettings {
+                    region: dl.region.clone().or(fallback.region),
+                    endpoint_url: dl.endpoint_url.clone().or(fallback.endpoint_url),
+                })
+                .await,
+            )
+        } else {
+            None
+        };
+        SinkDeadLetters {
+            sdk,
+            sse: trailhose_aws::SseOptions {
+                sse: cfg.dead_letter.sse.clone(),
+                kms_key_id: cfg.dead_letter.kms_key_id.clone(),
+            },
+        }
+    }
+
+    fn open(&self, sink: &str, target: &str) -> Result<Arc<dyn DeadLetterPlace>> {
+        if !trailhose_config::is_s3_url(target) {
+            return Ok(LocalDeadLetters::new(std::path::Path::new(target)));
+        }
+        let Some(sdk) = &self.sdk else {
+            anyhow::bail!("sink {sink}: dead_letter {target}: no S3 client configured");
+        };
+        trailhose_aws::open_dead_letters(target, &self.sse, sdk)
+            .map_err(|e| anyhow::anyhow!("sink {sink}: dead_letter: {e}"))
+    }
+}
+
+/// A sink's `[sinks.filter]`, its `pattern` compiled by the detection engine.
+pub fn compile_filter(sink: &str, spec: &RecordFilter) -> Result<CompiledFilter> {
+    trailhose_siem::routing::compile(spec.clone()).map_err(|e| anyhow::anyhow!("sink {sink}: {e}"))
 }
 
 pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
     let mut specs = Vec::with_capacity(cfg.sinks.len());
+    let places = SinkDeadLetters::new(cfg).await;
     for s in &cfg.sinks {
         let spec = match s {
             SinkConfig::Ndjson(c) => SinkSpec {
                 sink: Box::new(NdjsonSink {
                     name: c.name.clone(),
-                    target: Target::Dir {
-                        dir: c.dir.clone(),
-                        prefix: c.prefix.clone(),
-                        max_file_bytes: c.max_file_bytes,
-                        fsync: c.fsync,
-                    },
+                    target: Target::Files(FileTarget::new(
+                        c.dir.clone(),
+                        c.prefix.clone(),
+                        c.max_file_bytes,
+                        c.fsync,
+                        c.delivery.clone(),
+                    )),
                     shape: c.shape,
                 }),
-                filter: c.filter.clone(),
+                filter: compile_filter(&c.name, &c.filter)?,
             },
             SinkConfig::Stdout(c) => SinkSpec {
                 sink: Box::new(NdjsonSink {
@@ -61,26 +181,26 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
                     target: Target::Stdout,
                     shape: c.shape,
                 }),
-                filter: c.filter.clone(),
+                filter: compile_filter(&c.name, &c.filter)?,
             },
             SinkConfig::Discard(c) => SinkSpec {
                 sink: Box::new(DiscardSink {
                     name: c.name.clone(),
                 }),
-                filter: c.filter.clone(),
+                filter: compile_filter(&c.name, &c.filter)?,
             },
             SinkConfig::CloudwatchLogs(c) => {
                 let client = trailhose_cwl::client_for(c).await;
                 let sink = trailhose_cwl::sink(
                     c.clone(),
                     client,
-                    dead_letters_for(&c.dead_letter),
+                    places.open(&c.name, &c.dead_letter)?,
                     trailhose_cwl::system_now_ms,
                 )
                 .map_err(|e| anyhow::anyhow!("sink {}: {e}", c.name))?;
                 SinkSpec {
                     sink: Box::new(sink),
-                    filter: c.filter.clone(),
+                    filter: compile_filter(&c.name, &c.filter)?,
                 }
             }
             SinkConfig::Archive(c) => {
@@ -90,22 +210,20 @@ pub async fn build_sinks(cfg: &Config) -> Result<Vec<SinkSpec>> {
                         trailhose_archive::ArchiveSink::new(c.clone(), client)
                             .map_err(anyhow::Error::msg)?,
                     ),
-                    filter: c.filter.clone(),
+                    filter: compile_filter(&c.name, &c.filter)?,
                 }
             }
             SinkConfig::SplunkHec(_)
             | SinkConfig::Opensearch(_)
             | SinkConfig::Http(_)
             | SinkConfig::Kafka(_) => {
-                let target = s.dead_letter().unwrap_or_default();
-                trailhose_siem::spec(s, dead_letters_for(target))
+                let place = places.open(s.name(), s.dead_letter().unwrap_or_default())?;
+                trailhose_siem::spec(s, place)
                     .map_err(|e| anyhow::anyhow!("sink {}: {e}", s.name()))?
             }
         };
         specs.push(spec);
     }
-    // `[sinks.filter] pattern`: filter-pattern routing conditions, compiled once here.
-    trailhose_siem::routing::attach_patterns(&mut specs).map_err(anyhow::Error::msg)?;
     if let Some(d) = &cfg.detection {
         specs.push(crate::rules::detect_sink(d).await?);
     }
@@ -289,7 +407,7 @@ pub async fn run_config(cfg: &Config) -> Result<RunReport> {
     let started = Instant::now();
     let mut pipeline = Pipeline::start(build_sinks(cfg).await?, cfg.pipeline.channel_capacity);
     let stats = pipeline.stats.clone();
-    let dlq = Arc::new(DeadLetterFile::new(&cfg.dead_letter.path));
+    let dlq = source_dead_letters(cfg, &source_settings(cfg)).await?;
     let (ops, _otel) = start_ops(cfg, &pipeline).await?;
     let source = match &cfg.source {
         SourceConfig::Dir(d) => {
@@ -311,6 +429,11 @@ pub async fn run_config(cfg: &Config) -> Result<RunReport> {
             // The worker owns the pipeline: it flushes the sinks before its last deletes.
             let w = trailhose_worker::run(cfg, s, pipeline, dlq.clone(), ops.clone()).await?;
             eprintln!("{}", w.stats);
+            let shutdown = Shutdown {
+                clean: w.shutdown_clean(),
+                problems: w.shutdown_problems(),
+                took: w.shutdown_took,
+            };
             return Ok(RunReport {
                 source: w.source_report(),
                 sinks: w.sinks,
@@ -320,6 +443,7 @@ pub async fn run_config(cfg: &Config) -> Result<RunReport> {
                 dead_letters: dlq.count(),
                 dead_letter_path: cfg.dead_letter.path.clone(),
                 elapsed: started.elapsed(),
+                shutdown: Some(shutdown),
             });
         }
     };
@@ -333,6 +457,7 @@ pub async fn run_config(cfg: &Config) -> Result<RunReport> {
         dead_letters: dlq.count(),
         dead_letter_path: cfg.dead_letter.path.clone(),
         elapsed: started.elapsed(),
+        shutdown: None,
     })
 }
 
@@ -397,4 +522,79 @@ pub fn print_report(r: &RunReport) {
         );
     }
     crate::rules::print_detection_summary();
+    if let Some(s) = &r.shutdown {
+        if s.clean {
+            eprintln!(
+                "shutdown: clean in {:.1} s (every message in flight settled, sinks flushed)",
+                s.took.as_secs_f64()
+            );
+        } else {
+            eprintln!(
+                "shutdown: ran out of grace after {:.1} s: {}",
+                s.took.as_secs_f64(),
+                s.problems.join("; ")
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(failed: u64, undelivered: u64, sink_failures: u64) -> RunReport {
+        RunReport {
+            source: SourceReport {
+                files_read: 10,
+                files_failed: failed,
+                objects_undelivered: undelivered,
+                ..SourceReport::default()
+            },
+            sinks: vec![SinkReport {
+                name: "s".into(),
+                failed_deliveries: sink_failures,
+                ..SinkReport::default()
+            }],
+            by_key: Default::default(),
+            unrouted: 0,
+            dropped_by_rule: Default::default(),
+            dead_letters: failed,
+            dead_letter_path: "dl.ndjson".into(),
+            elapsed: Duration::from_secs(1),
+            shutdown: None,
+        }
+    }
+
+    #[test]
+    fn a_directory_run_is_clean_only_when_everything_was_delivered() {
+        assert!(report(0, 0, 0).is_clean());
+        assert!(!report(1, 0, 0).is_clean(), "a failed file");
+        assert!(!report(0, 1, 0).is_clean(), "an undelivered object");
+        assert!(!report(0, 0, 1).is_clean(), "a failed delivery");
+    }
+
+    #[test]
+    fn the_worker_is_judged_by_its_shutdown_alone() {
+        let stopped = |clean: bool| Shutdown {
+            clean,
+            problems: if clean {
+                vec![]
+            } else {
+                vec!["the sinks did not flush within the grace period"]
+            },
+            took: Duration::from_secs(2),
+        };
+        // Objects that failed earlier (dead-lettered, retried) do not fail a clean stop.
+        let mut r = report(3, 2, 1);
+        r.shutdown = Some(stopped(true));
+        assert!(r.is_clean());
+        r.shutdown = Some(stopped(false));
+        assert!(!r.is_clean());
+        let mut r = report(0, 0, 0);
+        r.shutdown = Some(stopped(false));
+        assert!(
+            !r.is_clean(),
+            "a shutdown out of grace, even with nothing failed"
+        );
+    }
 }

@@ -282,6 +282,52 @@ async fn run_sqs_worker_from_config_and_stop_on_sigterm() {
     );
 }
 
+/// Exit status (README): a clean graceful shutdown exits 0 even when an object failed earlier
+/// in the process's life; its message went to the dead-letter place and was deleted, so a
+/// supervisor must not count the stop as a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_after_a_dead_lettered_object_exits_zero() {
+    let s = setup("corrupt", 100, 50).await;
+    let sdk = trailhose_testkit::moto().sdk_config("us-east-1").await;
+    let s3 = trailhose_testkit::s3_client_for(&sdk);
+    let corrupt = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/01/01/111122223333_CloudTrail_us-east-1_20260101T0000Z_corruptcorrupt00.json.gz";
+    let mut body = vec![0x1f, 0x8b, 0x08, 0x00];
+    body.extend_from_slice(b"this is not a gzip stream at all");
+    s3.put_object()
+        .bucket(&s.bucket)
+        .key(corrupt)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .expect("upload");
+    let config = s.config("");
+    let stderr_path = s.tmp.path().join("stderr.txt");
+    let dead_letters = s.tmp.path().join("dead-letter.ndjson");
+    let mut child = s.spawn(&config, &stderr_path);
+    let n = s.expected.len();
+    s.wait_drained(&mut child, &stderr_path, |lines| {
+        lines.len() == n
+            && std::fs::read_to_string(&dead_letters).is_ok_and(|d| d.lines().count() == 1)
+    })
+    .await;
+    signal(&child, libc::SIGTERM);
+    let status = wait_exit(&mut child, Duration::from_secs(10)).await;
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let dead = std::fs::read_to_string(&dead_letters).unwrap_or_default();
+    assert!(dead.contains(corrupt), "{dead}");
+    let messages = s.files + 2;
+    assert!(
+        stderr.contains(&format!(
+            "sqs messages: {messages} received, {messages} deleted, 1 dead-lettered"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 failed permanently"), "{stderr}");
+    assert!(stderr.contains("shutdown: clean"), "{stderr}");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(output_lines(&s.out()), s.expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_run_loses_nothing_after_restart() {
     let s = setup("kill", 4000, 50).await;

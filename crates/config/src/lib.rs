@@ -6,13 +6,15 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use trailhose_core::Limits;
+use trailhose_pipeline::delivery::DeliveryConfig;
 use trailhose_pipeline::dir_source::Layout;
 use trailhose_pipeline::filter::RecordFilter;
-use trailhose_pipeline::sinks::ndjson::Shape;
+use trailhose_pipeline::sinks::ndjson::{self, Shape};
 
 pub mod archive;
 pub mod cwl;
 pub mod detect;
+pub mod memory;
 pub mod ops;
 pub mod siem;
 pub mod sqs;
@@ -48,6 +50,8 @@ pub struct Config {
     pub detection: Option<detect::DetectionConfig>,
 }
 
+// Parsed once per run; boxing the larger variant would only add noise at every use.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceConfig {
@@ -95,13 +99,6 @@ impl PipelineConfig {
             self.parse_workers
         }
     }
-
-    /// Upper bound of record bytes held in channels: each channel holds at most
-    /// `channel_capacity` chunks of at most `chunk_bytes` (plus one record) each.
-    pub fn memory_bound_bytes(&self, sinks: usize, max_record: usize) -> usize {
-        let chunk = self.chunk_bytes + max_record;
-        (self.channel_capacity * (1 + sinks) + self.workers()) * chunk
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,19 +134,108 @@ impl LimitsConfig {
     }
 }
 
+/// `[dead_letter]`: where the source puts objects (and the SQS worker messages) it cannot
+/// process. A local file (the default), or `s3://bucket/prefix/` for a fleet whose disks are
+/// not durable: every entry is then one NDJSON.gz object, written before the acknowledgement.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeadLetterConfig {
+    /// A local file, or `s3://bucket/prefix/`.
     pub path: PathBuf,
+    /// S3 only: `"aws:kms"` (with `kms_key_id`, or the bucket's AWS managed key) or `"AES256"`.
+    pub sse: Option<String>,
+    pub kms_key_id: Option<String>,
+    /// S3 only: region and endpoint (default: the SQS source's, else the SDK's default chain).
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
 }
 
 impl Default for DeadLetterConfig {
     fn default() -> Self {
         DeadLetterConfig {
             path: PathBuf::from("trailhose-dead-letter.ndjson"),
+            sse: None,
+            kms_key_id: None,
+            region: None,
+            endpoint_url: None,
         }
     }
 }
+
+impl DeadLetterConfig {
+    /// The path or URL as written.
+    pub fn target(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    pub fn is_s3(&self) -> bool {
+        is_s3_url(&self.target())
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let target = self.target();
+        let mut p = Vec::new();
+        if target.trim().is_empty() {
+            p.push("dead_letter.path is empty (a file or s3://bucket/prefix/)".into());
+        }
+        p.extend(s3_target_problems("dead_letter.path", &target));
+        p.extend(sse_problems(
+            "dead_letter",
+            self.is_s3(),
+            self.sse.as_deref(),
+            self.kms_key_id.as_deref(),
+        ));
+        if !self.is_s3() && (self.region.is_some() || self.endpoint_url.is_some()) {
+            p.push("dead_letter: region/endpoint_url apply to s3:// paths only".into());
+        }
+        p
+    }
+}
+
+/// `s3://…`: a dead-letter place (or another location) in S3 rather than on local disk.
+pub fn is_s3_url(target: &str) -> bool {
+    target.starts_with("s3://")
+}
+
+/// An `s3://` target must name a bucket.
+pub fn s3_target_problems(at: &str, target: &str) -> Vec<String> {
+    match target.strip_prefix("s3://") {
+        Some(rest) if rest.split('/').next().unwrap_or("").is_empty() => {
+            vec![format!("{at} = `{target}` names no bucket")]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The archive sink's SSE rules, for every S3 place: `sse` is `"aws:kms"` or `"AES256"`,
+/// `kms_key_id` needs `"aws:kms"`, and neither applies to a local place.
+pub fn sse_problems(
+    at: &str,
+    s3: bool,
+    sse: Option<&str>,
+    kms_key_id: Option<&str>,
+) -> Vec<String> {
+    let mut p = Vec::new();
+    if !s3 && (sse.is_some() || kms_key_id.is_some()) {
+        p.push(format!("{at}: sse/kms_key_id apply to s3:// places only"));
+    }
+    if let Some(s) = sse {
+        if s != "aws:kms" && s != "AES256" {
+            p.push(format!(
+                "{at}: sse = `{s}`: expected \"aws:kms\" or \"AES256\""
+            ));
+        }
+    }
+    if kms_key_id.is_some() && sse != Some("aws:kms") {
+        p.push(format!("{at}: kms_key_id needs sse = \"aws:kms\""));
+    }
+    p
+}
+
+/// What `check-config` warns about: a worker (SQS source) in a container whose dead letters go
+/// to local disk, which is gone with the container.
+pub const LOCAL_DEAD_LETTER_WARNING: &str =
+    "local disk is not durable in a container; use s3://bucket/prefix/";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -188,6 +274,14 @@ pub struct NdjsonSinkConfig {
     pub shape: Shape,
     #[serde(default)]
     pub filter: RecordFilter,
+    /// `[sinks.delivery]`: how long a delivery is held and retried while the directory
+    /// cannot be written (`max_retry_duration_seconds`, `backoff_ms`, `max_backoff_ms`,
+    /// `probe_interval_ms`, `max_probe_interval_ms`); other keys are errors.
+    #[serde(
+        default = "ndjson::file_delivery_defaults",
+        deserialize_with = "ndjson::file_delivery"
+    )]
+    pub delivery: DeliveryConfig,
 }
 
 fn default_prefix() -> String {
@@ -228,6 +322,21 @@ impl SinkConfig {
             SinkConfig::Http(c) => &c.name,
             SinkConfig::Kafka(c) => &c.name,
             SinkConfig::Archive(c) => &c.name,
+        }
+    }
+
+    /// The sink's `[sinks.filter]`.
+    pub fn filter(&self) -> &RecordFilter {
+        match self {
+            SinkConfig::Ndjson(c) => &c.filter,
+            SinkConfig::Stdout(c) => &c.filter,
+            SinkConfig::Discard(c) => &c.filter,
+            SinkConfig::CloudwatchLogs(c) => &c.filter,
+            SinkConfig::SplunkHec(c) => &c.filter,
+            SinkConfig::Opensearch(c) => &c.filter,
+            SinkConfig::Http(c) => &c.filter,
+            SinkConfig::Kafka(c) => &c.filter,
+            SinkConfig::Archive(c) => &c.filter,
         }
     }
 
@@ -295,6 +404,12 @@ impl Config {
         }
     }
 
+    /// The worst-case memory of a run, term by term (see [`memory`]); `cores` stands for the
+    /// machine's core count (`pipeline.parse_workers = 0`).
+    pub fn memory_bound(&self, cores: usize) -> memory::MemoryBound {
+        memory::memory_bound(self, cores)
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
@@ -347,6 +462,8 @@ impl Config {
                         n.name
                     ));
                 }
+                n.delivery
+                    .problems(&format!("sinks.{}.delivery", n.name), &mut p);
             }
         }
         let pl = &self.pipeline;
@@ -393,8 +510,51 @@ impl Config {
         }
         if let SourceConfig::Sqs(s) = &self.source {
             p.extend(s.problems());
+            let reserve = memory::record_reserve_bytes(l.max_record_bytes, pl.chunk_bytes);
+            let b = s.memory_budget_bytes;
+            if b > 0 && b < reserve {
+                p.push(format!(
+                    "source.memory_budget_bytes = {b} is below {reserve}, what one record of limits.max_record_bytes = {} needs (raise it or lower the limit)",
+                    l.max_record_bytes
+                ));
+            }
         }
+        p.extend(self.dead_letter.problems());
         p
+    }
+
+    /// Things that work but are probably not meant: an SQS-sourced config (a worker, usually
+    /// in a container) whose dead letters go to a local file — the top-level `[dead_letter]`
+    /// when the worker uses it, the source's own `dead_letter` file, or a sink's dead-letter
+    /// (overflow) file.
+    pub fn warnings(&self) -> Vec<String> {
+        let SourceConfig::Sqs(source) = &self.source else {
+            return Vec::new();
+        };
+        let mut local: Vec<(String, String)> = Vec::new();
+        match &source.dead_letter {
+            None if !self.dead_letter.is_s3() => {
+                local.push(("dead_letter.path".into(), self.dead_letter.target()))
+            }
+            Some(SqsDeadLetterConfig::File { path }) => local.push((
+                "source.dead_letter.path".into(),
+                path.to_string_lossy().into_owned(),
+            )),
+            _ => {}
+        }
+        for s in &self.sinks {
+            if let Some(target) = s.dead_letter() {
+                local.push((
+                    format!("sinks.{}.dead_letter", s.name()),
+                    target.to_string(),
+                ));
+            }
+        }
+        local
+            .into_iter()
+            .filter(|(_, target)| !is_s3_url(target))
+            .map(|(at, target)| format!("{at} = {target:?}: {LOCAL_DEAD_LETTER_WARNING}"))
+            .collect()
     }
 }
 
@@ -450,6 +610,158 @@ name = "console"
             .expect_err("bad type")
             .to_string();
         assert!(s.contains("carrier-pigeon"), "{s}");
+    }
+
+    const SQS: &str = r#"
+[source]
+type = "sqs"
+queue_url = "https://sqs.us-east-1.amazonaws.com/1/q"
+[[source.buckets]]
+name = "b"
+
+[[sinks]]
+type = "stdout"
+name = "console"
+"#;
+
+    #[test]
+    fn dead_letters_may_live_in_s3_with_sse() {
+        let c = Config::from_toml(
+            &format!(
+                "{SQS}\n[dead_letter]\npath = \"s3://dl-bucket/dead/\"\nsse = \"aws:kms\"\nkms_key_id = \"k\"\n"
+            ),
+            "t.toml",
+        )
+        .expect("valid");
+        assert!(c.dead_letter.is_s3());
+        assert_eq!(c.dead_letter.target(), "s3://dl-bucket/dead/");
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        for (bad, expect) in [
+            ("path = \"s3:///x\"", "names no bucket"),
+            (
+                "path = \"dl.ndjson\"\nsse = \"AES256\"",
+                "s3:// places only",
+            ),
+            ("path = \"s3://b/\"\nsse = \"rot13\"", "expected"),
+            ("path = \"s3://b/\"\nkms_key_id = \"k\"", "needs sse"),
+            (
+                "path = \"dl.ndjson\"\nregion = \"eu-west-1\"",
+                "s3:// paths only",
+            ),
+        ] {
+            let e = Config::from_toml(&format!("{SQS}\n[dead_letter]\n{bad}\n"), "t.toml")
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains(expect), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_sqs_config_with_local_dead_letters_is_warned_about() {
+        // The default top-level place is a local file.
+        let c = Config::from_toml(SQS, "t.toml").expect("valid");
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("dead_letter.path = \"trailhose-dead-letter.ndjson\"")
+                && w[0].contains("not durable in a container")
+                && w[0].contains("s3://"),
+            "{w:?}"
+        );
+        // The source's own file is used instead of the top-level one; an SQS DLQ is durable.
+        let own = SQS.replace(
+            "[[source.buckets]]",
+            "[source.dead_letter]\ntype = \"file\"\npath = \"/var/dl.ndjson\"\n[[source.buckets]]",
+        );
+        let w = Config::from_toml(&own, "t.toml").expect("valid").warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("source.dead_letter.path"), "{w:?}");
+        let dlq = SQS.replace(
+            "[[source.buckets]]",
+            "[source.dead_letter]\ntype = \"sqs\"\nqueue_url = \"https://sqs.x/1/dlq\"\n[[source.buckets]]",
+        );
+        assert!(Config::from_toml(&dlq, "t.toml")
+            .expect("valid")
+            .warnings()
+            .is_empty());
+        // A sink's local dead-letter (overflow) file too.
+        let cwl = format!(
+            "{SQS}\n[[sinks]]\ntype = \"cloudwatch_logs\"\nname = \"cw\"\noverflow_path = \"/var/overflow.ndjson\"\n"
+        )
+        .replace("[[source.buckets]]", "[source.dead_letter]\ntype = \"s3\"\nurl = \"s3://dl/w/\"\n[[source.buckets]]");
+        let w = Config::from_toml(&cwl, "t.toml").expect("valid").warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("sinks.cw.dead_letter = \"/var/overflow.ndjson\""),
+            "{w:?}"
+        );
+        // A directory source runs where its files are: no warning.
+        assert!(Config::from_toml(GOOD, "t.toml")
+            .expect("valid")
+            .warnings()
+            .is_empty());
+    }
+
+    #[test]
+    fn ndjson_delivery_keys_override_the_file_defaults() {
+        let c = Config::from_toml(GOOD, "t.toml").expect("valid");
+        let SinkConfig::Ndjson(n) = &c.sinks[0] else {
+            panic!("ndjson first")
+        };
+        assert_eq!(n.delivery, ndjson::file_delivery_defaults());
+        let with = GOOD.replace(
+            "[sinks.filter]",
+            "[sinks.delivery]\nmax_retry_duration_seconds = 120\nprobe_interval_ms = 250\n\n[sinks.filter]",
+        );
+        let c = Config::from_toml(&with, "t.toml").expect("valid");
+        let SinkConfig::Ndjson(n) = &c.sinks[0] else {
+            panic!("ndjson first")
+        };
+        assert_eq!(n.delivery.max_retry_duration_seconds, 120);
+        assert_eq!(n.delivery.probe_interval_ms, 250);
+        assert_eq!(
+            n.delivery.max_probe_interval_ms,
+            ndjson::file_delivery_defaults().max_probe_interval_ms
+        );
+        // Batch keys mean nothing for local files: named as errors, not ignored.
+        let batch = GOOD.replace(
+            "[sinks.filter]",
+            "[sinks.delivery]\nmax_events = 10\n\n[sinks.filter]",
+        );
+        let s = Config::from_toml(&batch, "t.toml")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(s.contains("max_events"), "{s}");
+        let bad = GOOD.replace(
+            "[sinks.filter]",
+            "[sinks.delivery]\nmax_retry_duration_seconds = 0\n\n[sinks.filter]",
+        );
+        let s = Config::from_toml(&bad, "t.toml")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            s.contains("sinks.files.delivery.max_retry_duration_seconds"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn shipped_configs_parse_with_their_ndjson_delivery_keys() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        for name in ["local.toml", "aws.toml"] {
+            let p = root.join(name);
+            let text = std::fs::read_to_string(&p).expect("shipped config");
+            let c = Config::from_toml(&text, name).unwrap_or_else(|e| panic!("{e}"));
+            let n = c
+                .sinks
+                .iter()
+                .find_map(|s| match s {
+                    SinkConfig::Ndjson(n) => Some(n),
+                    _ => None,
+                })
+                .expect("an ndjson sink");
+            assert_eq!(n.delivery.max_retry_duration_seconds, 900, "{name}");
+        }
     }
 
     #[test]

@@ -46,6 +46,13 @@ pub struct SqsSourceConfig {
     /// message costs a heartbeat, not memory.
     #[serde(default)]
     pub max_messages_in_flight: usize,
+    /// Bytes all object readers may hold at once (splitter buffers with their partial records,
+    /// chunks being built, simd-json passes), enforced: a reader that needs more waits. Part of
+    /// it is kept for one reader at a time, so one record of `limits.max_record_bytes` always
+    /// makes progress; it must be at least that reserve. 0 (the default) = the reserve plus
+    /// every object slot's steady need (see `check-config`).
+    #[serde(default)]
+    pub memory_budget_bytes: u64,
     /// Poison guard: a message received this many times that still fails is dead-lettered.
     #[serde(default = "d_max_receive")]
     pub max_receive_count: u32,
@@ -110,6 +117,16 @@ pub enum SqsDeadLetterConfig {
     Sqs { queue_url: String },
     /// One JSON line per message in a local file.
     File { path: PathBuf },
+    /// One NDJSON.gz object per message under `s3://bucket/prefix/`, written before the
+    /// message is deleted (for a fleet whose local disks are not durable).
+    S3 {
+        url: String,
+        /// `"aws:kms"` (with `kms_key_id`, or the bucket's AWS managed key) or `"AES256"`.
+        #[serde(default)]
+        sse: Option<String>,
+        #[serde(default)]
+        kms_key_id: Option<String>,
+    },
 }
 
 fn d_receivers() -> usize {
@@ -167,6 +184,34 @@ impl SqsSourceConfig {
     pub fn heartbeat_interval_seconds(&self) -> u32 {
         self.heartbeat_seconds
             .unwrap_or((self.visibility_timeout_seconds / 3).max(1))
+    }
+
+    /// Messages held at once: enough for full receives, and at least one per object slot (or
+    /// `max_messages_in_flight` when set). The worker's `WorkerSettings::message_capacity`.
+    pub fn message_capacity(&self) -> usize {
+        let wanted = if self.max_messages_in_flight > 0 {
+            self.max_messages_in_flight
+        } else {
+            self.max_objects_in_flight
+        };
+        wanted.max(self.max_messages as usize).max(1)
+    }
+
+    /// The object readers' byte budget in force: `memory_budget_bytes`, or (0) the default
+    /// derived from the object slots, the largest record and the chunk size.
+    pub fn reader_budget_bytes(
+        &self,
+        limits: &crate::LimitsConfig,
+        pipeline: &crate::PipelineConfig,
+    ) -> u64 {
+        if self.memory_budget_bytes > 0 {
+            return self.memory_budget_bytes;
+        }
+        crate::memory::default_reader_budget(
+            self.max_objects_in_flight.max(1),
+            limits.max_record_bytes,
+            pipeline.chunk_bytes,
+        )
     }
 
     /// Applies the `TRAILHOSE_…` overrides found by `lookup` (normally `std::env::var`);
@@ -318,6 +363,31 @@ impl SqsSourceConfig {
             Some(SqsDeadLetterConfig::File { path }) if path.as_os_str().is_empty() => {
                 p.push("source.dead_letter.path is empty".into());
             }
+            Some(SqsDeadLetterConfig::File { path })
+                if crate::is_s3_url(&path.to_string_lossy()) =>
+            {
+                p.push(format!(
+                    "source.dead_letter.path = {path:?}: for S3 use type = \"s3\" with url = \"s3://bucket/prefix/\""
+                ));
+            }
+            Some(SqsDeadLetterConfig::S3 {
+                url,
+                sse,
+                kms_key_id,
+            }) => {
+                if !crate::is_s3_url(url) {
+                    p.push(format!(
+                        "source.dead_letter.url = {url:?} is not an s3://bucket/prefix/ URL"
+                    ));
+                }
+                p.extend(crate::s3_target_problems("source.dead_letter.url", url));
+                p.extend(crate::sse_problems(
+                    "source.dead_letter",
+                    true,
+                    sse.as_deref(),
+                    kms_key_id.as_deref(),
+                ));
+            }
             Some(SqsDeadLetterConfig::File { .. }) | None => {}
         }
         p
@@ -377,6 +447,31 @@ mod tests {
             })
         );
         assert!(parse("[dead_letter]\ntype = \"file\"\npath = \"x\"\nbogus = 1").is_err());
+        let c = parse("[dead_letter]\ntype = \"s3\"\nurl = \"s3://dl/worker/\"\nsse = \"AES256\"")
+            .expect("valid");
+        assert_eq!(
+            c.dead_letter,
+            Some(SqsDeadLetterConfig::S3 {
+                url: "s3://dl/worker/".into(),
+                sse: Some("AES256".into()),
+                kms_key_id: None,
+            })
+        );
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        for (bad, expect) in [
+            ("type = \"s3\"\nurl = \"dl/worker\"", "not an s3://"),
+            ("type = \"s3\"\nurl = \"s3://\"", "names no bucket"),
+            (
+                "type = \"s3\"\nurl = \"s3://b/\"\nkms_key_id = \"k\"",
+                "needs sse",
+            ),
+            ("type = \"file\"\npath = \"s3://b/p/\"", "type = \"s3\""),
+        ] {
+            let p = parse(&format!("[dead_letter]\n{bad}"))
+                .expect(bad)
+                .problems();
+            assert!(p.iter().any(|m| m.contains(expect)), "{bad}: {p:?}");
+        }
         assert!(parse("max_mesages = 3").is_err());
     }
 

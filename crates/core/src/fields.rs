@@ -338,6 +338,69 @@ pub(crate) fn member_in(members: Members, buf: &[u8], start: usize, end: usize) 
     TABLES[members as usize].name_in(buf, start, end)
 }
 
+/// An upper bound of the memory [`FieldParser::take_batch`] needs for the records of `spans`
+/// the fast path declined (0 when it took them all): simd-json copies a run of records twice
+/// (the scratch copy and its aligned input) and may unescape strings into a third buffer, and
+/// keeps a 4-byte structural index and a tape node for every structural character, string,
+/// number and literal. Runs are parsed one after another in the same buffers, so the largest
+/// run counts.
+pub fn parse_scratch_bytes(buf: &[u8], spans: &[RecordSpan]) -> usize {
+    let mut worst = 0;
+    let mut i = 0;
+    while i < spans.len() {
+        if spans[i].fields.is_some() {
+            i += 1;
+            continue;
+        }
+        let end = spans[i..]
+            .iter()
+            .position(|s| s.fields.is_some())
+            .map_or(spans.len(), |n| i + n);
+        let run = &buf[spans[i].start..spans[end - 1].end];
+        worst = worst.max(simd_json_bytes(run));
+        i = end;
+    }
+    worst
+}
+
+/// See [`parse_scratch_bytes`]: one simd-json pass over `json`.
+pub fn simd_json_bytes(json: &[u8]) -> usize {
+    const PER_STRUCTURAL: usize = std::mem::size_of::<u32>() + std::mem::size_of::<Node<'_>>();
+    // The buffers a FieldParser starts with, and simd-json's padding.
+    const BASE: usize = 3 * 64 * 1024;
+    3 * json.len() + PER_STRUCTURAL * structural_bound(json) + BASE
+}
+
+/// At least as many as simd-json's structural indexes (and tape nodes) for `json`: every
+/// `{}[]:,`, one per string (half the quotes, escaped ones included), and one per number or
+/// literal, each of which follows `[`, `,` or `:` (whitespace aside). Bytes inside strings
+/// count too, which only overestimates.
+fn structural_bound(json: &[u8]) -> usize {
+    let (mut n, mut quotes, mut after_separator) = (1usize, 0usize, true);
+    for &b in json {
+        match b {
+            b'{' | b'}' | b']' => {
+                n += 1;
+                after_separator = false;
+            }
+            b'[' | b',' | b':' => {
+                n += 1;
+                after_separator = true;
+            }
+            b'"' => {
+                quotes += 1;
+                after_separator = false;
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ => {
+                n += usize::from(after_separator);
+                after_separator = false;
+            }
+        }
+    }
+    n + quotes.div_ceil(2)
+}
+
 /// Reuses simd-json's buffers across records, so reading key fields allocates only the
 /// [`KeyFields`] text.
 pub struct FieldParser {
@@ -411,33 +474,52 @@ impl FieldParser {
         &mut self,
         splitter: &mut RecordSplitter,
         max_bytes: usize,
-        mut each: impl FnMut(RawRecord<'_>, KeyFields),
+        each: impl FnMut(RawRecord<'_>, KeyFields),
     ) -> Result<bool, ParseError> {
         let mut spans = std::mem::take(&mut self.spans);
         let result = splitter.next_batch(max_bytes, &mut spans).and_then(|buf| {
             if spans.is_empty() {
                 return Ok(false);
             }
-            // Records the fast path already read go straight out; each run of the others is
-            // parsed in one simd-json call.
-            let mut i = 0;
-            while i < spans.len() {
-                if let Some(k) = spans[i].fields.take() {
-                    each(spans[i].record(buf), k);
-                    i += 1;
-                    continue;
-                }
-                let run_end = spans[i..]
-                    .iter()
-                    .position(|s| s.fields.is_some())
-                    .map_or(spans.len(), |n| i + n);
-                self.parse_batch(buf, &spans[i..run_end], |span, k| each(span.record(buf), k))?;
-                i = run_end;
-            }
+            self.take_batch(buf, &mut spans, each)?;
             Ok(true)
         });
         self.spans = spans;
         result
+    }
+
+    /// The second half of [`next_batch`](Self::next_batch), for callers that take the batch
+    /// from the splitter themselves (to account for [`parse_scratch_bytes`] first): records
+    /// the fast path already read go straight out; each run of the others is parsed in one
+    /// simd-json call.
+    pub fn take_batch(
+        &mut self,
+        buf: &[u8],
+        spans: &mut [RecordSpan],
+        mut each: impl FnMut(RawRecord<'_>, KeyFields),
+    ) -> Result<(), ParseError> {
+        let mut i = 0;
+        while i < spans.len() {
+            if let Some(k) = spans[i].fields.take() {
+                each(spans[i].record(buf), k);
+                i += 1;
+                continue;
+            }
+            let run_end = spans[i..]
+                .iter()
+                .position(|s| s.fields.is_some())
+                .map_or(spans.len(), |n| i + n);
+            self.parse_batch(buf, &spans[i..run_end], |span, k| each(span.record(buf), k))?;
+            i = run_end;
+        }
+        Ok(())
+    }
+
+    /// Drops the buffers a large simd-json pass grew (they keep their size otherwise).
+    pub fn release_memory(&mut self) {
+        if self.scratch.capacity() > 1 << 20 {
+            *self = FieldParser::new();
+        }
     }
 
     /// Validates and reads the key fields of several records of one buffer in a single
@@ -560,6 +642,69 @@ mod tests {
     use super::*;
 
     const REC: &[u8] = br#"{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","principalId":"AIDA","arn":"arn:aws:iam::111122223333:user/Alice","accountId":"111122223333","accessKeyId":"AKIA","userName":"Al\u00e9ce","sessionContext":{"attributes":{"mfaAuthenticated":"false"}}},"eventTime":"2020-07-21T20:56:00Z","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","awsRegion":"us-east-2","sourceIPAddress":"192.0.2.1","requestParameters":{"x":[1,2,{"y":null}]},"responseElements":null,"eventID":"e-1","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"444455556666","eventCategory":"Management","errorCode":"AccessDenied"}"#;
+
+    /// The parse-memory bound covers simd-json's structural indexes and its tape.
+    #[test]
+    fn structural_bound_covers_simd_jsons_index_and_tape() {
+        let dense = format!("{{\"a\":[{}1]}}", "1,".repeat(5000));
+        let strings = format!(r#"{{"s":"{}","t":"a, b: [c]"}}"#, "x".repeat(5000));
+        let nested = format!("{}{}", "[".repeat(60), "]".repeat(60));
+        let docs: Vec<&[u8]> = vec![
+            REC,
+            dense.as_bytes(),
+            strings.as_bytes(),
+            nested.as_bytes(),
+            br#" { "a" : true , "b" : [ null , -1.5e3 , "q\"" ] } "#,
+            b"1",
+        ];
+        for doc in docs {
+            let mut copy = doc.to_vec();
+            let tape = simd_json::to_tape(&mut copy).expect("valid JSON");
+            let (mut outside, mut in_string, mut escaped) = (0, false, false);
+            for &b in doc {
+                match (in_string, escaped, b) {
+                    (true, true, _) => escaped = false,
+                    (true, false, b'\\') => escaped = true,
+                    (_, false, b'"') => in_string = !in_string,
+                    (false, _, b'{' | b'}' | b'[' | b']' | b':' | b',') => outside += 1,
+                    _ => {}
+                }
+            }
+            // simd-json's structural indexes: the characters above, and the first byte of
+            // every string and scalar (the tape's nodes but its containers).
+            let containers = tape
+                .0
+                .iter()
+                .filter(|n| matches!(n, Node::Object { .. } | Node::Array { .. }))
+                .count();
+            let indexes = outside + tape.0.len() - containers;
+            let bound = structural_bound(doc);
+            assert!(
+                bound >= indexes && bound >= tape.0.len(),
+                "{}: bound {bound}, {indexes} indexes, {} nodes",
+                String::from_utf8_lossy(&doc[..doc.len().min(40)]),
+                tape.0.len()
+            );
+            assert!(simd_json_bytes(doc) >= 3 * doc.len() + 28 * bound);
+        }
+        // A run of declined records counts; records the fast path took do not.
+        let spans = |fields: Option<KeyFields>| RecordSpan {
+            index: 0,
+            offset: 0,
+            start: 0,
+            end: REC.len(),
+            has_line_break: false,
+            fields,
+        };
+        assert_eq!(
+            parse_scratch_bytes(REC, &[spans(Some(KeyFields::default()))]),
+            0
+        );
+        assert_eq!(
+            parse_scratch_bytes(REC, &[spans(None)]),
+            simd_json_bytes(REC)
+        );
+    }
 
     #[test]
     fn member_tables_name_exactly_the_key_fields() {

@@ -159,6 +159,10 @@ enum Scan {
     NeedMore,
 }
 
+/// Capacity the buffer may keep without holding a record: one read chunk plus a typical
+/// partial record (CloudTrail caps events at 256 KB).
+const SHRINK_FLOOR: usize = 1 << 20;
+
 impl RecordSplitter {
     pub fn new(limits: Limits) -> Self {
         RecordSplitter {
@@ -234,16 +238,28 @@ impl RecordSplitter {
         self.buf.truncate(keep);
     }
 
+    /// Bytes the buffer keeps at the next [`push`](Self::push) or [`spare`](Self::spare): the
+    /// record in progress (or the unread tail), not what earlier records used. A reader that
+    /// accounts for its memory adds what it is about to read to this.
+    pub fn retained_bytes(&self) -> usize {
+        self.buf.len() - self.consumed.min(self.value_start_if_holding())
+    }
+
     fn compact(&mut self) {
         let cut = self.consumed.min(self.value_start_if_holding());
-        if cut == 0 {
-            return;
+        if cut > 0 {
+            self.buf.drain(..cut);
+            self.base += cut as u64;
+            self.consumed -= cut;
+            self.pos -= cut;
+            self.value_start = self.value_start.saturating_sub(cut);
         }
-        self.buf.drain(..cut);
-        self.base += cut as u64;
-        self.consumed -= cut;
-        self.pos -= cut;
-        self.value_start = self.value_start.saturating_sub(cut);
+        // After a large record the buffer would keep its size (and its resident pages) for
+        // the rest of the file; give it back once it is mostly empty.
+        let keep = (2 * self.buf.len()).max(SHRINK_FLOOR);
+        if self.buf.capacity() > 2 * keep {
+            self.buf.shrink_to(keep);
+        }
     }
 
     fn value_start_if_holding(&self) -> usize {
@@ -804,6 +820,45 @@ mod tests {
                 "chunks of {chunk}: {end:?}"
             );
         }
+    }
+
+    /// A reader accounts for `retained_bytes` plus what it reads next; after a large record
+    /// the buffer gives its memory back instead of keeping the record's size for the file.
+    #[test]
+    fn retained_bytes_follow_the_record_in_progress_and_the_buffer_shrinks_after_it() {
+        let big = format!(r#"{{"p":"{}"}}"#, "x".repeat(8 << 20));
+        let file = format!(r#"{{"Records":[{big},{{"a":1}},{{"b":2}}]}}"#);
+        let mut s = RecordSplitter::new(Limits::default());
+        let mut peak_retained = 0;
+        let mut records = 0;
+        let mut input = file.as_bytes();
+        while !input.is_empty() {
+            let n = input.len().min(crate::reader::READ_CHUNK);
+            let before = s.retained_bytes();
+            let spare = s.spare(n);
+            spare.copy_from_slice(&input[..n]);
+            s.commit(n, n);
+            // The buffer holds what was retained plus the new bytes, nothing more.
+            assert!(s.buf.len() <= before + n);
+            input = &input[n..];
+            while let Ok(Some(_)) = s.next_record() {
+                records += 1;
+            }
+            peak_retained = peak_retained.max(s.retained_bytes());
+        }
+        assert_eq!(s.finish(), Ok(()));
+        assert_eq!(records, 3);
+        assert!(
+            peak_retained >= big.len() - crate::reader::READ_CHUNK,
+            "{peak_retained}"
+        );
+        assert!(s.retained_bytes() < 64, "{}", s.retained_bytes());
+        s.spare(16);
+        assert!(
+            s.buf.capacity() <= 2 * SHRINK_FLOOR,
+            "capacity {} kept after the large record",
+            s.buf.capacity()
+        );
     }
 
     #[test]

@@ -10,7 +10,6 @@
 use crate::anomaly::{InsightEvent, InsightState};
 use crate::rules::{Rule, Severity};
 use serde::Serialize;
-use trailhose_core::splitter::compact_json_into;
 use trailhose_core::KeyFields;
 use trailhose_pipeline::ObjectMeta;
 
@@ -129,11 +128,7 @@ impl AlertMessage {
         body.pop();
         let record_at = body.len();
         body.extend_from_slice(b",\"record\":");
-        if has_line_break {
-            compact_json_into(record, &mut body);
-        } else {
-            body.extend_from_slice(record);
-        }
+        trailhose_pipeline::linefile::push_json(&mut body, record, has_line_break);
         body.push(b'}');
         let who = fields.user_arn().or(fields.user_type()).unwrap_or("-");
         let subject = clean_subject(&format!(

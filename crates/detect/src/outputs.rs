@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use trailhose_config::detect::AlertOutputConfig;
+use trailhose_pipeline::linefile::AppendFile;
 
 /// SNS accepts messages up to 256 KiB; keep a margin for the attributes.
 pub const SNS_MAX_MESSAGE: usize = 256 * 1024 - 2048;
@@ -29,9 +30,8 @@ pub struct Output {
 
 enum Kind {
     Ndjson {
-        path: PathBuf,
         fsync: bool,
-        file: Option<tokio::fs::File>,
+        file: Arc<AppendFile>,
     },
     Stdout,
     Sns {
@@ -64,9 +64,8 @@ impl Output {
             name: format!("ndjson:{}", path.display()),
             min_severity: Severity::Info,
             kind: Kind::Ndjson {
-                path,
                 fsync,
-                file: None,
+                file: Arc::new(AppendFile::new(&path)),
             },
         }
     }
@@ -150,17 +149,15 @@ impl Output {
         }
         let name = self.name.clone();
         match &mut self.kind {
-            Kind::Ndjson { path, fsync, file } => {
+            Kind::Ndjson { fsync, file } => {
                 let mut buf = Vec::new();
                 for a in &mine {
                     buf.extend_from_slice(&a.body);
                     buf.push(b'\n');
                 }
-                match write_lines(path, *fsync, file, &buf).await {
+                match append_lines(file.clone(), buf, *fsync).await {
                     Ok(()) => Vec::new(),
                     Err(e) => {
-                        // A broken handle is reopened on the next batch.
-                        *file = None;
                         let reason = format!("{name}: {e}");
                         mine.into_iter().map(|a| (a, reason.clone())).collect()
                     }
@@ -236,33 +233,16 @@ impl Output {
     }
 }
 
-async fn write_lines(
-    path: &std::path::Path,
-    fsync: bool,
-    file: &mut Option<tokio::fs::File>,
-    buf: &[u8],
+/// Appends whole lines through the project's one line writer (nothing partial or doubled
+/// is left by a failed write; a torn line a killed writer left is cut), off the runtime.
+pub(crate) async fn append_lines(
+    file: Arc<AppendFile>,
+    buf: Vec<u8>,
+    sync: bool,
 ) -> std::io::Result<()> {
-    if file.is_none() {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        *file = Some(
-            tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .await?,
-        );
-    }
-    let Some(f) = file.as_mut() else {
-        return Err(std::io::Error::other("file not open"));
-    };
-    f.write_all(buf).await?;
-    f.flush().await?;
-    if fsync {
-        f.sync_data().await?;
-    }
-    Ok(())
+    tokio::task::spawn_blocking(move || file.append(&buf, sync))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(format!("writer task failed: {e}"))))
 }
 
 enum HttpClient {

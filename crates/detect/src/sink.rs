@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use trailhose_config::detect::{AnomalyConfig, DetectionConfig};
+use trailhose_pipeline::linefile::AppendFile;
 use trailhose_pipeline::{Delivery, Sink, SinkFuture, SinkReport};
 
 /// Counters of one detection stage.
@@ -221,7 +222,7 @@ struct Runner {
     rules: Option<Arc<RuleSet>>,
     outputs: Vec<Output>,
     failed_alerts_path: PathBuf,
-    failed_file: Option<tokio::fs::File>,
+    failed_file: Arc<AppendFile>,
     anomaly: Option<AnomalyStage>,
     stats: Arc<DetectStats>,
     scratch: Scratch,
@@ -244,8 +245,8 @@ impl Sink for DetectSink {
             name: s.name,
             rules: s.rules,
             outputs: s.outputs,
+            failed_file: Arc::new(AppendFile::new(&s.failed_alerts_path)),
             failed_alerts_path: s.failed_alerts_path,
-            failed_file: None,
             anomaly: s.anomaly,
             stats: s.stats,
             scratch: Scratch::new(),
@@ -399,7 +400,7 @@ impl Runner {
         }
         let first = failed[0].1.clone();
         self.note(first.clone());
-        write_failed(&self.failed_alerts_path, &mut self.failed_file, &buf)
+        crate::outputs::append_lines(self.failed_file.clone(), buf, true)
             .await
             .map_err(|e| {
                 format!(
@@ -427,30 +428,4 @@ impl Runner {
             self.note(format!("cannot persist the anomaly state: {e}"));
         }
     }
-}
-
-async fn write_failed(
-    path: &Path,
-    file: &mut Option<tokio::fs::File>,
-    buf: &[u8],
-) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    if file.is_none() {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        *file = Some(
-            tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .await?,
-        );
-    }
-    let Some(f) = file.as_mut() else {
-        return Err(std::io::Error::other("file not open"));
-    };
-    f.write_all(buf).await?;
-    f.flush().await?;
-    f.sync_data().await
 }

@@ -23,7 +23,7 @@ use trailhose_gen::{generate, Compression, GenOptions, Inject};
 use trailhose_pipeline::deadletter::DeadLetterFile;
 use trailhose_pipeline::dir_source::{list_files, run_dir_source, DirSource, Layout};
 use trailhose_pipeline::emit::ChunkLimits;
-use trailhose_pipeline::filter::RecordFilter;
+use trailhose_pipeline::filter::CompiledFilter;
 use trailhose_pipeline::{Pipeline, SinkSpec};
 
 type Hits = BTreeSet<(String, String)>;
@@ -353,7 +353,7 @@ async fn cis_pack_finds_every_injected_violation_and_no_others() {
     let pipeline = Pipeline::start(
         vec![SinkSpec {
             sink: Box::new(sink),
-            filter: RecordFilter::default(),
+            filter: CompiledFilter::pass_all(),
         }],
         8,
     );

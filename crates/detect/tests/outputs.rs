@@ -11,7 +11,7 @@ use trailhose_core::FieldParser;
 use trailhose_detect::outputs::{Output, Webhook};
 use trailhose_detect::rules::{RuleSet, RuleSources};
 use trailhose_detect::DetectSink;
-use trailhose_pipeline::filter::RecordFilter;
+use trailhose_pipeline::filter::CompiledFilter;
 use trailhose_pipeline::{
     ObjectAck, ObjectMeta, ObjectOutcome, Pipeline, RecordChunk, Routed, SinkSpec,
 };
@@ -53,7 +53,7 @@ async fn one_object(
     let pipeline = Pipeline::start(
         vec![SinkSpec {
             sink: Box::new(sink),
-            filter: RecordFilter::default(),
+            filter: CompiledFilter::pass_all(),
         }],
         4,
     );
@@ -450,7 +450,7 @@ lateness_minutes = 1
     let pipeline = Pipeline::start(
         vec![SinkSpec {
             sink: Box::new(sink),
-            filter: RecordFilter::default(),
+            filter: CompiledFilter::pass_all(),
         }],
         4,
     );

@@ -172,8 +172,8 @@ pub async fn run_dir_source(
                         records_before_fault: stats.records,
                         time: now_rfc3339(),
                     };
-                    if let Err(we) = dlq.write(&entry) {
-                        tracing::error!(path = %dlq.path().display(), error = %we, "cannot write dead letter");
+                    if let Err(we) = dlq.write(&entry).await {
+                        tracing::error!(place = %dlq.describe(), error = %we, "cannot write dead letter");
                     }
                     Some(format!("{}: {e}", meta.source))
                 }

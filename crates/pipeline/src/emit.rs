@@ -56,6 +56,11 @@ impl ChunkBuilder {
         None
     }
 
+    /// Record bytes in the chunk being built (below `max_bytes`: a full chunk is handed out).
+    pub fn pending_bytes(&self) -> usize {
+        self.current.data.len()
+    }
+
     /// The partial chunk, if any.
     pub fn finish(mut self) -> Option<RecordChunk> {
         (!self.current.is_empty()).then(|| self.take())

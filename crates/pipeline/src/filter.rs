@@ -1,12 +1,14 @@
-//! Per-sink record selection on key fields. A record goes to a sink when it passes that sink's
-//! filter; one that no sink takes is counted as unrouted, never lost silently.
+//! Per-sink record selection. [`RecordFilter`] is what a config says (key-field lists, a
+//! filter `pattern`); [`CompiledFilter`] is what the router evaluates, and it cannot exist with
+//! a pattern left uncompiled. A record goes to a sink when it passes that sink's filter; one
+//! that no sink takes is counted as unrouted, never lost silently.
 
 use serde::Deserialize;
 use std::sync::Arc;
 use trailhose_core::KeyFields;
 
 /// A condition on the whole record (bytes and key fields), compiled outside the pipeline from
-/// [`RecordFilter::pattern`] (the detection crate's filter patterns) when sinks are built.
+/// [`RecordFilter::pattern`] (the detection crate's filter patterns).
 #[derive(Clone)]
 pub struct RecordPredicate(pub Arc<PredicateFn>);
 
@@ -47,12 +49,10 @@ pub struct RecordFilter {
     pub region: Vec<String>,
     pub read_only: Option<bool>,
     /// A CloudWatch Logs filter pattern (e.g. `{ $.eventName = "Delete*" }`) the record must
-    /// match too. The pipeline cannot evaluate it itself: whoever builds the sinks compiles it
-    /// into `predicate`; a pattern left uncompiled matches nothing.
+    /// match too. The pipeline cannot parse it itself: [`CompiledFilter::compile`] takes the
+    /// compiler (the detection crate's), and refuses a pattern without one.
     #[serde(default)]
     pub pattern: Option<String>,
-    #[serde(skip)]
-    pub predicate: Option<RecordPredicate>,
     /// Drop instead of keep what matches the lists (and pattern) above.
     #[serde(default)]
     pub exclude: bool,
@@ -80,15 +80,6 @@ impl RecordFilter {
         self.lists_match(k) != self.exclude
     }
 
-    /// On key fields and, when the filter has a pattern, the record's bytes.
-    pub fn matches_record(&self, record: &[u8], k: &KeyFields) -> bool {
-        let mut hit = self.lists_match(k);
-        if hit && self.pattern.is_some() {
-            hit = self.predicate.as_ref().is_some_and(|p| (p.0)(record, k));
-        }
-        hit != self.exclude
-    }
-
     fn lists_match(&self, k: &KeyFields) -> bool {
         any_of(&self.event_category, k.event_category())
             && any_of(&self.event_source, k.event_source())
@@ -96,6 +87,65 @@ impl RecordFilter {
             && any_of(&self.account, k.account())
             && any_of(&self.region, k.aws_region())
             && self.read_only.is_none_or(|r| k.read_only == Some(r))
+    }
+}
+
+/// Compiles filter patterns (the detection crate provides one).
+pub type PatternCompiler<'a> = &'a dyn Fn(&str) -> Result<RecordPredicate, String>;
+
+/// A sink's filter as the router runs it: the config's lists plus its pattern, compiled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompiledFilter {
+    spec: RecordFilter,
+    predicate: Option<RecordPredicate>,
+}
+
+impl CompiledFilter {
+    /// Takes every record.
+    pub fn pass_all() -> CompiledFilter {
+        CompiledFilter::default()
+    }
+
+    /// Compiles `spec`; its pattern, if any, with `patterns`. A pattern with no compiler is an
+    /// error, never a filter that silently matches nothing.
+    pub fn compile(
+        spec: RecordFilter,
+        patterns: Option<PatternCompiler<'_>>,
+    ) -> Result<CompiledFilter, String> {
+        let predicate = match (&spec.pattern, patterns) {
+            (None, _) => None,
+            (Some(text), Some(compile)) => Some(compile(text)?),
+            (Some(text), None) => {
+                return Err(format!(
+                    "filter pattern {text:?}: no pattern compiler here (filter patterns need the detection engine)"
+                ))
+            }
+        };
+        Ok(CompiledFilter { spec, predicate })
+    }
+
+    pub fn spec(&self) -> &RecordFilter {
+        &self.spec
+    }
+
+    /// The drop rule's name, when the filter has one.
+    pub fn name(&self) -> Option<&str> {
+        self.spec.name.as_deref()
+    }
+
+    pub fn is_pass_all(&self) -> bool {
+        self.spec.is_pass_all()
+    }
+
+    /// On key fields and, when the filter has a pattern, the record's bytes.
+    pub fn matches_record(&self, record: &[u8], k: &KeyFields) -> bool {
+        let mut hit = self.spec.lists_match(k);
+        if hit {
+            if let Some(p) = &self.predicate {
+                hit = (p.0)(record, k);
+            }
+        }
+        hit != self.spec.exclude
     }
 }
 
@@ -135,34 +185,43 @@ mod tests {
     }
 
     #[test]
-    fn patterns_need_their_compiled_predicate() {
+    fn patterns_need_their_compiler() {
         let rec = br#"{"eventName":"DeleteBucket","eventCategory":"Management"}"#;
         let k = FieldParser::new().parse(rec, 0, 0).expect("valid");
-        let uncompiled = RecordFilter {
+        let spec = RecordFilter {
             pattern: Some("{ $.eventName = Delete* }".into()),
             ..Default::default()
         };
-        assert!(!uncompiled.is_pass_all());
-        assert!(
-            !uncompiled.matches_record(rec, &k),
-            "uncompiled matches nothing"
-        );
-        let compiled = RecordFilter {
-            predicate: Some(RecordPredicate(Arc::new(|r: &[u8], _: &KeyFields| {
+        assert!(!spec.is_pass_all());
+        let err = CompiledFilter::compile(spec.clone(), None).expect_err("no compiler");
+        assert!(err.contains("Delete*"), "{err}");
+        let compiler = |_: &str| -> Result<RecordPredicate, String> {
+            Ok(RecordPredicate(Arc::new(|r: &[u8], _: &KeyFields| {
                 r.windows(6).any(|w| w == b"Delete")
-            }))),
-            ..uncompiled.clone()
+            })))
         };
-        assert!(compiled.matches_record(rec, &k));
+        let compile =
+            |spec: RecordFilter| CompiledFilter::compile(spec, Some(&compiler)).expect("compiles");
+        assert!(compile(spec.clone()).matches_record(rec, &k));
         let dropped = RecordFilter {
             exclude: true,
-            ..compiled.clone()
+            ..spec.clone()
         };
-        assert!(!dropped.matches_record(rec, &k));
+        assert!(!compile(dropped).matches_record(rec, &k));
         let other_category = RecordFilter {
             event_category: vec!["Data".into()],
-            ..compiled
+            ..spec
         };
-        assert!(!other_category.matches_record(rec, &k));
+        assert!(!compile(other_category).matches_record(rec, &k));
+        let refused = |_: &str| -> Result<RecordPredicate, String> { Err("bad".into()) };
+        assert!(CompiledFilter::compile(
+            RecordFilter {
+                pattern: Some("{".into()),
+                ..Default::default()
+            },
+            Some(&refused)
+        )
+        .is_err());
+        assert!(CompiledFilter::pass_all().matches_record(rec, &k));
     }
 }

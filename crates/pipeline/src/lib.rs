@@ -9,6 +9,8 @@
 //! - [`filter`]: per-sink record selection.
 //! - [`sink`]: the sink contract; [`sinks`]: local sinks.
 //! - [`dir_source`]: local directory source; [`deadletter`]: the local dead-letter file.
+//! - [`linefile`]: the one writer of line-oriented files (whole lines, no torn or doubled
+//!   line, rotation, unique names per process).
 //! - [`delivery`]: the delivery contract: one engine for batched sinks, failure classes,
 //!   circuit breakers, durable dead-letter places.
 //! - [`rate`]: request/byte rate limits, AIMD and backoff shared by the batched network sinks.
@@ -21,6 +23,7 @@ pub mod dir_source;
 pub mod dispatch;
 pub mod emit;
 pub mod filter;
+pub mod linefile;
 pub mod rate;
 pub mod router;
 pub mod sink;

@@ -5,7 +5,7 @@
 use crate::ack::AckToken;
 use crate::chunk::RecordChunk;
 use crate::delivery::DeliveryControl;
-use crate::filter::RecordFilter;
+use crate::filter::CompiledFilter;
 use crate::sink::{Delivery, Sink, SinkReport};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,7 +50,7 @@ impl PipelineStats {
 
 pub struct SinkSpec {
     pub sink: Box<dyn Sink>,
-    pub filter: RecordFilter,
+    pub filter: CompiledFilter,
 }
 
 /// A started pipeline: send [`Routed`] chunks to [`input`](Self::input), then
@@ -136,7 +136,7 @@ impl Pipeline {
 
 async fn route(
     mut rx: mpsc::Receiver<Routed>,
-    routes: Vec<(RecordFilter, mpsc::Sender<Delivery>)>,
+    routes: Vec<(CompiledFilter, mpsc::Sender<Delivery>)>,
     stats: Arc<PipelineStats>,
 ) {
     let mut routed_flags = Vec::new();
@@ -159,14 +159,14 @@ async fn route(
                 for &i in &sel {
                     routed_flags[i as usize] = true;
                 }
-                if let Some(rule) = &filter.name {
+                if let Some(rule) = filter.name() {
                     let dropped = (chunk.records.len() - sel.len()) as u64;
                     if dropped > 0 {
                         let mut m = match stats.dropped_by_rule.lock() {
                             Ok(m) => m,
                             Err(p) => p.into_inner(),
                         };
-                        *m.entry(rule.clone()).or_default() += dropped;
+                        *m.entry(rule.to_string()).or_default() += dropped;
                     }
                 }
                 if sel.is_empty() {

@@ -42,5 +42,6 @@ pub fn spec(
         SinkConfig::Kafka(c) => (Box::new(kafka::sink(c, dl)?), c.filter.clone()),
         other => return Err(format!("sink {} is not a SIEM sink", other.name())),
     };
+    let filter = routing::compile(filter).map_err(|e| format!("sink {}: {e}", cfg.name()))?;
     Ok(SinkSpec { sink, filter })
 }

@@ -104,7 +104,8 @@ linger_ms = 20
                     },
                     shape: c.shape,
                 }),
-                filter: c.filter.clone(),
+                filter: trailhose_siem::routing::compile(c.filter.clone())
+                    .expect("filter compiles"),
             },
             other => {
                 let dl = match other {
@@ -115,7 +116,6 @@ linger_ms = 20
             }
         });
     }
-    trailhose_siem::routing::attach_patterns(&mut specs).expect("patterns compile");
     let SourceConfig::Dir(d) = &cfg.source else {
         panic!("dir source")
     };

@@ -1,5 +1,9 @@
 //! The worker's dead-letter place: an SQS queue (the original body, the reason in message
-//! attributes, so the message can be inspected and redriven) or a local NDJSON file.
+//! attributes, so the message can be inspected and redriven), a local NDJSON file, or (for a
+//! fleet whose disks are not durable) an S3 prefix holding one NDJSON.gz object per message —
+//! a [`DeadLetterFile`] built remote by `trailhose_aws::open_source_dead_letters`. Either way
+//! [`DeadLetterTarget::send`] returns only once the entry is stored, and the worker deletes the
+//! message only after that.
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
@@ -48,6 +52,7 @@ pub enum DeadLetterTarget {
         client: aws_sdk_sqs::Client,
         queue_url: String,
     },
+    /// A local file, or an `s3://` prefix (one object per message).
     File(Arc<DeadLetterFile>),
 }
 
@@ -55,7 +60,8 @@ impl std::fmt::Debug for DeadLetterTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DeadLetterTarget::Sqs { queue_url, .. } => write!(f, "sqs:{queue_url}"),
-            DeadLetterTarget::File(file) => write!(f, "file:{}", file.path().display()),
+            DeadLetterTarget::File(file) if file.is_remote() => f.write_str(&file.describe()),
+            DeadLetterTarget::File(file) => write!(f, "file:{}", file.describe()),
         }
     }
 }
@@ -124,12 +130,7 @@ impl DeadLetterTarget {
                     receive_count: entry.receive_count,
                     body: entry.body,
                 };
-                let file = file.clone();
-                let json = serde_json::to_value(&line).map_err(|e| e.to_string())?;
-                tokio::task::spawn_blocking(move || file.write_json(&json))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
+                file.write_json(&line).await.map_err(|e| e.to_string())
             }
         }
     }

@@ -14,7 +14,17 @@
 //! - [`batch`]: DeleteMessageBatch bookkeeping (≤ 10 entries, `Failed[]` read on success).
 //!
 //! I/O: [`worker`] (receivers, message and object tasks, deleter, shutdown),
-//! [`deadletter`] (SQS DLQ or local file), [`stats`] (counters for the CLI and metrics).
+//! [`deadletter`] (SQS DLQ, local file or S3 prefix), [`stats`] (counters for the CLI and
+//! metrics).
+//!
+//! Memory: every object read draws on one byte budget (`source.memory_budget_bytes`,
+//! [`trailhose_aws::budget`]); large records wait for it instead of piling up, and one of them
+//! always makes progress. `check-config` prints the worker's worst case term by term.
+//!
+//! # Exit status
+//!
+//! [`WorkerReport::shutdown_clean`]: the graceful shutdown settled every message in flight and
+//! flushed the sinks within the grace; `trailhose run` then exits 0, whatever failed earlier.
 //!
 //! # Lifecycle of a message
 //!
@@ -85,7 +95,7 @@ pub use worker::{Phase, Worker, WorkerReport, WorkerSettings};
 
 use anyhow::Context;
 use std::sync::Arc;
-use trailhose_aws::{load_sdk_config, AwsSettings};
+use trailhose_aws::{load_sdk_config, open_source_dead_letters, AwsSettings, SseOptions};
 use trailhose_config::{Config, SqsDeadLetterConfig, SqsSourceConfig};
 use trailhose_pipeline::deadletter::DeadLetterFile;
 use trailhose_pipeline::Pipeline;
@@ -93,7 +103,7 @@ use trailhose_pipeline::Pipeline;
 /// Runs the worker a config describes until SIGTERM/SIGINT, then shuts down gracefully; a
 /// second signal exits at once (code 130). `TRAILHOSE_…` environment variables override the
 /// file (see [`trailhose_config::sqs::ENV_OVERRIDES`]). `file_dead_letter` is the top-level
-/// `[dead_letter]` file, used unless the source names its own place.
+/// `[dead_letter]` place (a file or an S3 prefix), used unless the source names its own.
 pub async fn run(
     cfg: &Config,
     source: &SqsSourceConfig,
@@ -126,8 +136,27 @@ pub async fn run(
         Some(SqsDeadLetterConfig::File { path }) => {
             DeadLetterTarget::File(Arc::new(DeadLetterFile::new(path)))
         }
+        Some(SqsDeadLetterConfig::S3 {
+            url,
+            sse,
+            kms_key_id,
+        }) => {
+            let sse = SseOptions {
+                sse: sse.clone(),
+                kms_key_id: kms_key_id.clone(),
+            };
+            DeadLetterTarget::File(open_source_dead_letters(url, &sse, &sdk)?)
+        }
         None => DeadLetterTarget::File(file_dead_letter),
     };
+    if let DeadLetterTarget::File(f) = &dead_letter {
+        if !f.is_remote() {
+            tracing::warn!(
+                place = %f.describe(),
+                "dead letters go to local disk, which is not durable in a container; use s3://bucket/prefix/"
+            );
+        }
+    }
     let worker = Worker::new(
         WorkerSettings::from_config(cfg, &source),
         &sdk,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
-use trailhose_aws::{stream_object, ReadError, S3Clients};
+use trailhose_aws::{stream_object_within, ReadBudget, ReadError, S3Clients};
 use trailhose_config::{Config, SqsSourceConfig};
 use trailhose_core::keys::KeyKind;
 use trailhose_core::notify::{parse_notification, NotificationShape, ObjectRef};
@@ -48,6 +48,9 @@ pub struct WorkerSettings {
     pub kinds: Vec<KeyKind>,
     pub limits: Limits,
     pub chunking: ChunkLimits,
+    /// Bytes all object readers may hold at once (`source.memory_budget_bytes`); `None` = the
+    /// default derived from the object slots, `limits` and `chunking`.
+    pub memory_budget_bytes: Option<u64>,
 }
 
 impl WorkerSettings {
@@ -76,7 +79,24 @@ impl WorkerSettings {
                 max_records: cfg.pipeline.chunk_records,
                 max_bytes: cfg.pipeline.chunk_bytes,
             },
+            memory_budget_bytes: Some(s.reader_budget_bytes(&cfg.limits, &cfg.pipeline)),
         }
+    }
+
+    /// The object readers' byte budget: the total (see `memory_budget_bytes`) and the reserve
+    /// for one record of `limits.max_record_bytes` within it.
+    pub fn read_budget(&self) -> ReadBudget {
+        let record = self.limits.max_record_bytes;
+        let total = self.memory_budget_bytes.unwrap_or_else(|| {
+            trailhose_config::memory::default_reader_budget(
+                self.max_objects_in_flight.max(1),
+                record,
+                self.chunking.max_bytes,
+            )
+        });
+        let reserve =
+            trailhose_config::memory::record_reserve_bytes(record, self.chunking.max_bytes);
+        ReadBudget::new(total, reserve)
     }
 
     /// Messages held at once: enough for full receives, and at least one per object slot
@@ -112,11 +132,38 @@ pub struct WorkerReport {
     pub by_key: BTreeMap<(String, String, String), u64>,
     /// Every in-flight message finished before the drain deadline.
     pub drained_cleanly: bool,
+    /// The sinks flushed (and answered every delivery) before the flush deadline.
+    pub sinks_flushed: bool,
+    /// Every message was deleted, dead-lettered, left for retry or released before the grace
+    /// ended (none was still being settled).
+    pub settled: bool,
     /// From the shutdown request to the end of the run.
     pub shutdown_took: Duration,
 }
 
 impl WorkerReport {
+    /// The graceful shutdown won the race against its grace period: every message in flight
+    /// finished, the sinks flushed, every message was settled. Failures of objects earlier in
+    /// the run do not count: their messages went back to the queue or to the dead-letter place.
+    pub fn shutdown_clean(&self) -> bool {
+        self.drained_cleanly && self.sinks_flushed && self.settled
+    }
+
+    /// What lost the race, when [`shutdown_clean`](Self::shutdown_clean) is false.
+    pub fn shutdown_problems(&self) -> Vec<&'static str> {
+        let mut p = Vec::new();
+        if !self.drained_cleanly {
+            p.push("messages in flight did not finish before the drain deadline (released)");
+        }
+        if !self.sinks_flushed {
+            p.push("the sinks did not flush within the grace period");
+        }
+        if !self.settled {
+            p.push("messages were still being settled when the grace period ended");
+        }
+        p
+    }
+
     /// The same facts in the shape the `run` command prints for every source.
     pub fn source_report(&self) -> SourceReport {
         let s = &self.stats;
@@ -151,6 +198,8 @@ struct Ctx {
     phase: watch::Sender<Phase>,
     object_permits: Semaphore,
     message_permits: Arc<Semaphore>,
+    /// Shared by every object read: the bytes their buffers may hold.
+    budget: ReadBudget,
     deleter: std::sync::Mutex<Option<mpsc::Sender<DeleteRequest>>>,
     /// The sinks' breakers: receiving pauses while one is open.
     control: DeliveryControl,
@@ -235,6 +284,7 @@ pub struct Worker {
     allow: AllowList,
     dead_letter: DeadLetterTarget,
     stats: Arc<WorkerStats>,
+    budget: ReadBudget,
 }
 
 impl Worker {
@@ -247,6 +297,7 @@ impl Worker {
     ) -> Worker {
         Worker {
             sqs: sqs_client(sdk, settings.wait_time_seconds),
+            budget: settings.read_budget(),
             settings,
             s3: S3Clients::new(sdk.clone()),
             allow,
@@ -258,6 +309,11 @@ impl Worker {
     /// Live counters (for metrics while running).
     pub fn stats(&self) -> Arc<WorkerStats> {
         self.stats.clone()
+    }
+
+    /// The object readers' byte budget (held, peak, waits), shared with the running worker.
+    pub fn read_budget(&self) -> ReadBudget {
+        self.budget.clone()
     }
 
     /// Runs until `shutdown` completes, then shuts down gracefully within the grace period:
@@ -278,6 +334,7 @@ impl Worker {
             dedup: std::sync::Mutex::new(Lru::new(settings.dedup_cache_size)),
             object_permits: Semaphore::new(settings.max_objects_in_flight),
             message_permits: Arc::new(Semaphore::new(capacity)),
+            budget: self.budget,
             input: std::sync::Mutex::new(Some(pipeline.input())),
             deleter: std::sync::Mutex::new(Some(del_tx)),
             control: pipeline.control(),
@@ -294,6 +351,7 @@ impl Worker {
             queue = %ctx.settings.queue_url,
             receivers = ctx.settings.receivers,
             capacity,
+            read_budget = ?ctx.budget,
             "worker started"
         );
         let mut receivers = JoinSet::new();
@@ -329,19 +387,21 @@ impl Worker {
         // The last pipeline sender of the worker; object reads hold the others and stop now.
         lock(&ctx.input).take();
         let pipeline_stats = pipeline.stats.clone();
-        let sinks = match tokio::time::timeout_at(flush_deadline, pipeline.shutdown()).await {
-            Ok(reports) => reports,
-            Err(_) => {
-                tracing::warn!("sinks did not flush within the grace period");
-                Vec::new()
-            }
-        };
+        let (sinks, sinks_flushed) =
+            match tokio::time::timeout_at(flush_deadline, pipeline.shutdown()).await {
+                Ok(reports) => (reports, true),
+                Err(_) => {
+                    tracing::warn!("sinks did not flush within the grace period");
+                    (Vec::new(), false)
+                }
+            };
 
         ctx.phase.send_replace(Phase::Abandon);
-        if tokio::time::timeout_at(final_deadline, ctx.message_permits.acquire_many(all))
-            .await
-            .is_err()
-        {
+        let settled = matches!(
+            tokio::time::timeout_at(final_deadline, ctx.message_permits.acquire_many(all)).await,
+            Ok(Ok(_))
+        );
+        if !settled {
             tracing::warn!("some messages were still being settled at the end of the grace period");
         }
         lock(&ctx.deleter).take();
@@ -360,6 +420,8 @@ impl Worker {
             unrouted: pipeline_stats.unrouted.load(Ordering::Relaxed),
             by_key: pipeline_stats.snapshot_by_key(),
             drained_cleanly,
+            sinks_flushed,
+            settled,
             shutdown_took: started.elapsed(),
         }
     }
@@ -713,13 +775,14 @@ async fn process_object_in_span(
         WorkerStats::inc(&stats.objects_read);
         let meta = Arc::new(object_meta(&o.bucket, key));
         let read = tokio::select! {
-            r = stream_object(
+            r = stream_object_within(
                 &client,
                 &o.bucket,
                 key,
                 meta,
                 &ctx.settings.limits,
                 ctx.settings.chunking,
+                &ctx.budget,
                 &ack,
                 &tx,
             )

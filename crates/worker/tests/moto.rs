@@ -21,7 +21,7 @@ use trailhose_core::keys::KeyKind;
 use trailhose_core::Limits;
 use trailhose_gen::{GenOptions, GenSummary};
 use trailhose_pipeline::emit::ChunkLimits;
-use trailhose_pipeline::filter::RecordFilter;
+use trailhose_pipeline::filter::CompiledFilter;
 use trailhose_pipeline::sink::{Delivery, Sink, SinkFuture, SinkReport};
 use trailhose_pipeline::sinks::ndjson::{NdjsonSink, Shape, Target};
 use trailhose_pipeline::{Pipeline, SinkSpec};
@@ -261,6 +261,7 @@ fn settings(queue_url: &str) -> WorkerSettings {
             max_records: 16,
             max_bytes: 1 << 20,
         },
+        memory_budget_bytes: None,
     }
 }
 
@@ -323,7 +324,7 @@ fn collecting(
                 out: out.clone(),
                 gate,
             }),
-            filter: RecordFilter::default(),
+            filter: CompiledFilter::pass_all(),
         }],
         capacity,
     );
@@ -452,7 +453,7 @@ async fn ships_every_record_once_and_dead_letters_what_it_cannot_read() {
                 },
                 shape: Shape::Raw,
             }),
-            filter: RecordFilter::default(),
+            filter: CompiledFilter::pass_all(),
         }],
         4,
     );
@@ -489,6 +490,9 @@ async fn ships_every_record_once_and_dead_letters_what_it_cannot_read() {
     assert_eq!(s.records, expected.len() as u64);
     assert_eq!(s.duplicates, 0);
     assert!(report.drained_cleanly);
+    // A corrupt object and refused messages earlier in the run do not make the shutdown
+    // unclean: their messages were dead-lettered and deleted.
+    assert!(report.shutdown_clean(), "{:?}", report.shutdown_problems());
     let lines = read_ndjson(&out_dir);
     assert_eq!(lines.len(), expected.len(), "every record exactly once");
     assert!(lines == expected, "records arrive byte-identical");
@@ -795,6 +799,7 @@ async fn graceful_shutdown_releases_in_flight_messages() {
         "exits within the grace period: {took:?}"
     );
     assert!(!report.drained_cleanly);
+    assert!(!report.shutdown_clean());
     assert_eq!(report.stats.messages_released, 1, "{:#?}", report.stats);
     assert_eq!(report.stats.messages_deleted, 1, "only the test event");
     assert!(out.lock().expect("collector").is_empty());
@@ -960,7 +965,7 @@ async fn a_failing_sink_never_sends_good_messages_to_the_dlq() {
                 down: down.clone(),
                 out: out.clone(),
             }),
-            filter: RecordFilter::default(),
+            filter: CompiledFilter::pass_all(),
         }],
         4,
     );
@@ -1059,4 +1064,150 @@ async fn two_workers_share_one_queue_without_loss() {
     assert_eq!(got.len(), expected.len(), "no loss, no duplicates");
     assert!(got == expected);
     assert_eq!(aws.counts(&queue).await, (0, 0));
+}
+
+/// The objects under `prefix` of `bucket`, each gunzipped to its JSON lines.
+async fn s3_dead_letters(
+    aws: &Aws,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<(String, serde_json::Value)> {
+    let listed = aws
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("list");
+    let mut out = Vec::new();
+    for o in listed.contents() {
+        let key = o.key().expect("key").to_owned();
+        let body = aws
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .expect("get")
+            .body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes();
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .expect("a gzip object");
+        assert_eq!(text.lines().count(), 1, "one entry per object: {text}");
+        out.push((
+            key,
+            serde_json::from_str(text.trim_end()).expect("a JSON line"),
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_dead_lettered_to_s3_are_stored_as_objects_before_the_delete() {
+    let aws = aws().await;
+    let (queue, _) = aws.queue("s3dl").await;
+    let dl_bucket = aws.bucket("s3dl", None).await;
+    for body in [
+        "this is not a notification".to_owned(),
+        eventbridge(
+            "not-allowed-bucket",
+            "AWSLogs/1/CloudTrail/us-east-1/2026/11/01/x.json.gz",
+        ),
+    ] {
+        aws.sqs
+            .send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
+    }
+    let place = trailhose_aws::open_source_dead_letters(
+        &format!("s3://{dl_bucket}/fleet/dl/"),
+        &trailhose_aws::SseOptions::default(),
+        &aws.sdk,
+    )
+    .expect("s3 place");
+    let (pipeline, out) = collecting(4, None);
+    let worker = Worker::new(
+        settings(&queue),
+        &aws.sdk,
+        allow(&["some-bucket"]),
+        DeadLetterTarget::File(place),
+    );
+    let running = start(worker, pipeline);
+    running
+        .wait_until(Duration::from_secs(20), "both messages deleted", |s| {
+            deleted(s) >= 2
+        })
+        .await;
+    let report = running.stop().await;
+    assert_eq!(report.stats.messages_dead_lettered, 2);
+    assert_eq!(report.stats.dead_letter_failures, 0);
+    assert!(out.lock().expect("collector").is_empty());
+    assert_eq!(aws.counts(&queue).await, (0, 0));
+    let dead = s3_dead_letters(&aws, &dl_bucket, "fleet/dl/").await;
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let mut bodies = Vec::new();
+    for (key, v) in &dead {
+        assert!(
+            key.starts_with("fleet/dl/_source/dt=") && key.ends_with(".ndjson.gz"),
+            "{key}"
+        );
+        assert!(v["reason"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
+        assert_eq!(v["queue_url"], queue.as_str());
+        bodies.push(v["body"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(
+        bodies.iter().any(|b| b == "this is not a notification"),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies.iter().any(|b| b.contains("not-allowed-bucket")),
+        "{bodies:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_s3_dead_letter_fails_stays_on_the_queue() {
+    let aws = aws().await;
+    let (queue, _) = aws.queue("s3dl-fail").await;
+    aws.sqs
+        .send_message()
+        .queue_url(&queue)
+        .message_body("garbage")
+        .send()
+        .await
+        .expect("send");
+    let place = trailhose_aws::open_source_dead_letters(
+        &format!("s3://{}/dl/", unique("no-such-bucket")),
+        &trailhose_aws::SseOptions::default(),
+        &aws.sdk,
+    )
+    .expect("s3 place");
+    let (pipeline, _out) = collecting(4, None);
+    let worker = Worker::new(
+        settings(&queue),
+        &aws.sdk,
+        allow(&["some-bucket"]),
+        DeadLetterTarget::File(place),
+    );
+    let running = start(worker, pipeline);
+    running
+        .wait_until(Duration::from_secs(20), "a dead-letter failure", |s| {
+            s.dead_letter_failures.load(Ordering::Relaxed) >= 1
+        })
+        .await;
+    let report = running.stop().await;
+    assert_eq!(report.stats.messages_deleted, 0, "{:#?}", report.stats);
+    assert_eq!(report.stats.messages_dead_lettered, 0);
+    let (visible, in_flight) = aws.counts(&queue).await;
+    assert_eq!(visible + in_flight, 1, "the message is still there");
 }

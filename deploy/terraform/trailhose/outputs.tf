@@ -13,3 +13,8 @@ output "worker_policy_arn" {
 output "log_group_name" {
   value = aws_cloudwatch_log_group.trail.name
 }
+
+output "worker_memory_limit_mib" {
+  description = "The memory limit the worker's container needs (MiB); see variables.tf."
+  value       = var.worker_memory_limit_mib
+}

@@ -49,3 +49,9 @@ variable "assume_role_arns" {
   type        = list(string)
   default     = []
 }
+
+variable "worker_memory_limit_mib" {
+  description = "Memory limit for the worker's container (MiB), for the task or pod you run it in: at least the worst case `trailhose check-config` prints for its config (890 MiB for config/aws.toml, rounded up to 1024; crates/cli/tests/deploy.rs checks the default)."
+  type        = number
+  default     = 1024
+}

@@ -228,9 +228,11 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
         assert!(serde_json::from_str::<DeliveryOverrides>(r#"{"max_attempts": 3}"#).is_err());
-        let mut c = DeliveryConfig::default();
-        c.max_retry_duration_seconds = 0;
-        c.probe_interval_ms = 0;
+        let c = DeliveryConfig {
+            max_retry_duration_seconds: 0,
+            probe_interval_ms: 0,
+            ..DeliveryConfig::default()
+        };
         let mut p = Vec::new();
         c.problems("sinks.x.delivery", &mut p);
         assert_eq!(p.len(), 2, "{p:?}");
