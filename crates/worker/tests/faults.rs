@@ -30,7 +30,7 @@ use trailhose_core::keys::KeyKind;
 use trailhose_core::Limits;
 use trailhose_pipeline::delivery::{DeliveryControl, FailureClass, LocalDeadLetters, OpenBreaker};
 use trailhose_pipeline::emit::ChunkLimits;
-use trailhose_pipeline::filter::RecordFilter;
+use trailhose_pipeline::filter::CompiledFilter;
 use trailhose_pipeline::{Pipeline, SinkSpec};
 use trailhose_testkit::fault_proxy::{FaultProxy, Mode, Outcome, CWL_TARGET, PUT_LOG_EVENTS};
 use trailhose_worker::heartbeat::Heartbeat;
@@ -323,6 +323,7 @@ impl Fixture {
             max_objects_in_flight: 4,
             max_messages_in_flight: 0,
             shutdown_grace: Duration::from_secs(5),
+            memory_budget_bytes: None,
             dedup_cache_size: 1000,
             kinds: vec![KeyKind::Log],
             limits: Limits::default(),
@@ -396,7 +397,7 @@ dead_letter = "{dl}"
         let pipeline = Pipeline::start(
             vec![SinkSpec {
                 sink: Box::new(sink),
-                filter: RecordFilter::default(),
+                filter: CompiledFilter::pass_all(),
             }],
             4,
         );
