@@ -1,8 +1,14 @@
 //! Starts moto's server once per test process on a free port and hands out SDK configs that
 //! point at it. Tests that need AWS call [`moto()`]; if `moto_server` is not installed they fail
-//! loudly with the install command, never skip.
+//! loudly with the install command, never skip. A test that needs a *second*, independent
+//! emulator (another account's endpoint, a replacement after an outage) starts its own with
+//! [`Moto::start`]; it stops when dropped.
+//!
+//! [`fault_proxy`] sits between the SDK and moto and injects the failures AWS shows in
+//! production (refusals, outages, throttling, a moved endpoint).
 
 pub mod fake_cwl;
+pub mod fault_proxy;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -11,15 +17,22 @@ use std::time::{Duration, Instant};
 
 pub struct Moto {
     pub endpoint: String,
+    pub port: u16,
     _child: ChildGuard,
 }
 
-struct ChildGuard(Child);
+/// moto's process and the watchdog that stops it if this test process dies first.
+struct ChildGuard {
+    server: Child,
+    watchdog: Child,
+}
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
     }
 }
 
@@ -34,34 +47,63 @@ fn free_port() -> u16 {
 
 /// The shared emulator; started on first use. Panics (failing the test) when it cannot start.
 pub fn moto() -> &'static Moto {
-    MOTO.get_or_init(|| {
-        let port = free_port();
+    MOTO.get_or_init(Moto::start)
+}
+
+impl Moto {
+    /// A new emulator of its own on a free port, with its own empty state; stopped when the
+    /// value is dropped (or when this test process exits). Panics (failing the test) when
+    /// `moto_server` cannot start.
+    pub fn start() -> Moto {
         let bin = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        if Command::new(&bin).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        if Command::new(&bin)
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
             panic!(
                 "cannot start `{bin}`. The AWS integration tests need moto's server: \
                  pip install \"moto[server]\""
             );
         }
-        // The emulator lives in a static that is never dropped, so a shell watchdog stops it
-        // when this test process exits instead of leaving it running.
+        let port = free_port();
+        let mut server = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{bin}`: {e}"));
+        // A static emulator is never dropped, so a shell watchdog stops it when this test
+        // process exits instead of leaving it running.
         let script = format!(
-            "{bin} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done; kill $m 2>/dev/null",
-            parent = std::process::id()
+            "while kill -0 {parent} 2>/dev/null && kill -0 {m} 2>/dev/null; do sleep 1; done; \
+             kill {m} 2>/dev/null",
+            parent = std::process::id(),
+            m = server.id()
         );
-        let child = Command::new("sh")
+        let watchdog = match Command::new("sh")
             .args(["-c", &script])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the moto watchdog shell: {e}"));
-        let guard = ChildGuard(child);
-        let endpoint = format!("http://127.0.0.1:{port}");
+        {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = server.kill();
+                let _ = server.wait();
+                panic!("cannot start the moto watchdog shell: {e}");
+            }
+        };
+        let mut guard = ChildGuard { server, watchdog };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;
+            }
+            if let Ok(Some(status)) = guard.server.try_wait() {
+                panic!("moto_server exited before listening on {port}: {status}");
             }
             assert!(
                 Instant::now() < deadline,
@@ -70,29 +112,34 @@ pub fn moto() -> &'static Moto {
             std::thread::sleep(Duration::from_millis(100));
         }
         Moto {
-            endpoint,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
             _child: guard,
         }
-    })
-}
+    }
 
-impl Moto {
     /// An SDK config for the emulator: static test credentials, the given region.
     pub async fn sdk_config(&self, region: &str) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_string()))
-            .credentials_provider(aws_credential_types::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .endpoint_url(&self.endpoint)
-            .load()
-            .await
+        sdk_config_at(&self.endpoint, region).await
     }
 
     /// An S3 client for the emulator (path-style: moto serves every bucket on one host).
     pub async fn s3_client(&self, region: &str) -> aws_sdk_s3::Client {
         s3_client_for(&self.sdk_config(region).await)
     }
+}
+
+/// An SDK config for any emulated endpoint (moto, or a [`fault_proxy::FaultProxy`] in front
+/// of it): static test credentials, the given region.
+pub async fn sdk_config_at(endpoint: &str, region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await
 }
 
 /// An S3 client on an emulator config from [`Moto::sdk_config`], path-style addressed.
