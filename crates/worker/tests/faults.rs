@@ -30,7 +30,7 @@ use trailhose_core::keys::KeyKind;
 use trailhose_core::Limits;
 use trailhose_pipeline::delivery::{DeliveryControl, FailureClass, LocalDeadLetters, OpenBreaker};
 use trailhose_pipeline::emit::ChunkLimits;
-use trailhose_pipeline::filter::RecordFilter;
+use trailhose_pipeline::filter::CompiledFilter;
 use trailhose_pipeline::{Pipeline, SinkSpec};
 use trailhose_testkit::fault_proxy::{FaultProxy, Mode, Outcome, CWL_TARGET, PUT_LOG_EVENTS};
 use trailhose_worker::heartbeat::Heartbeat;
@@ -330,6 +330,7 @@ impl Fixture {
                 max_records: 16,
                 max_bytes: 1 << 20,
             },
+            memory_budget_bytes: None,
         }
     }
 
@@ -396,7 +397,7 @@ dead_letter = "{dl}"
         let pipeline = Pipeline::start(
             vec![SinkSpec {
                 sink: Box::new(sink),
-                filter: RecordFilter::default(),
+                filter: CompiledFilter::pass_all(),
             }],
             4,
         );
