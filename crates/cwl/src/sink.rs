@@ -187,14 +187,23 @@ impl Transport for CwlTransport {
                     })?;
                 events.push(event);
             }
-            let result = self
-                .client
-                .put_log_events()
-                .log_group_name(&*dest.0)
-                .log_stream_name(&*dest.1)
-                .set_log_events(Some(events))
-                .send()
-                .await;
+            let put = |events: Vec<InputLogEvent>| {
+                self.client
+                    .put_log_events()
+                    .log_group_name(&*dest.0)
+                    .log_stream_name(&*dest.1)
+                    .set_log_events(Some(events))
+                    .send()
+            };
+            let mut result = put(events.clone()).await;
+            if matches!(&result, Err(e) if e.code() == Some("ResourceNotFoundException")) {
+                // The group or stream went away behind our back (deleted, or a new endpoint):
+                // create it again and send once more, rather than count a failure per cached
+                // destination against the breaker.
+                self.forget(&dest);
+                self.ensure_destination(&dest).await?;
+                result = put(events).await;
+            }
             match result {
                 Ok(resp) => {
                     let mut verdicts = vec![Verdict::Accepted; docs.len()];

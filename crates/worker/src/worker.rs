@@ -450,7 +450,9 @@ async fn receive_loop(ctx: Arc<Ctx>) {
             _ = phase.wait_for(|p| *p != Phase::Running) => return,
         };
         let mut permits = vec![first];
-        while permits.len() < max_messages {
+        // While a sink is failing, a receive is its probe: one message.
+        let probing = !ctx.control.open_breakers().is_empty();
+        while permits.len() < max_messages && !probing {
             match ctx.message_permits.clone().try_acquire_owned() {
                 Ok(p) => permits.push(p),
                 Err(_) => break,
@@ -521,12 +523,27 @@ async fn pause_while_a_sink_fails(ctx: &Ctx, phase: &mut watch::Receiver<Phase>)
         }
     }
     WorkerStats::inc(&ctx.stats.receive_pauses);
+    // A breaker whose held deliveries ran out of time has nothing left to probe with: when
+    // nothing is in flight, one receive goes ahead so its records are the probe.
+    let starved = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if ctx.control.starved() && ctx.stats.messages_in_flight.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+        }
+    };
     let stopped = tokio::select! {
         _ = ctx.control.wait_until_closed() => false,
+        _ = starved => false,
         _ = phase.wait_for(|p| *p != Phase::Running) => true,
     };
     if ctx.stats.receive_paused.fetch_sub(1, Ordering::Relaxed) == 1 && !stopped {
-        tracing::info!("sinks answer again: receiving resumed");
+        if ctx.control.open_breakers().is_empty() {
+            tracing::info!("sinks answer again: receiving resumed");
+        } else {
+            tracing::info!("a failing sink has nothing to probe with: one message goes ahead");
+        }
     }
     !stopped
 }

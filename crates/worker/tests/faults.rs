@@ -331,6 +331,7 @@ impl Fixture {
                 max_records: 16,
                 max_bytes: 1 << 20,
             },
+            memory_budget_bytes: None,
         }
     }
 

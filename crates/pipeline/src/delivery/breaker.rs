@@ -93,6 +93,9 @@ pub struct Breaker {
     sink: String,
     schedule: ProbeSchedule,
     state: Mutex<State>,
+    /// Requests waiting in [`admit`](Self::admit): while there are none and a probe is due, the
+    /// breaker has nothing to probe with and the source must hand it some work.
+    waiting: std::sync::atomic::AtomicUsize,
     /// Bumped on every change of state, so waiters and the board wake up.
     changed: watch::Sender<u64>,
     board: Mutex<Option<Arc<BoardInner>>>,
@@ -106,6 +109,7 @@ impl Breaker {
             state: Mutex::new(State::Closed {
                 transient_in_a_row: 0,
             }),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             changed: watch::channel(0).0,
             board: Mutex::new(None),
         })
@@ -152,6 +156,22 @@ impl Breaker {
 
     pub fn is_open(&self) -> bool {
         matches!(&*self.lock(), State::Open { .. })
+    }
+
+    /// Open, its probe due, no probe out and no request waiting to be one: the sink can only
+    /// close if the source gives it something to send (its held deliveries ran out of time).
+    pub fn starved(&self) -> bool {
+        if self.waiting.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            return false;
+        }
+        match &*self.lock() {
+            State::Closed { .. } => false,
+            State::Open {
+                next_probe,
+                probing,
+                ..
+            } => !*probing && Instant::now() >= *next_probe,
+        }
     }
 
     /// A request got an answer the destination means (accepted or refused per record): the
@@ -242,6 +262,15 @@ impl Breaker {
     /// Waits until a request may be sent: at once while closed; while open, until this caller
     /// is the next probe. Gives up at `deadline` or when `stop` turns true.
     pub async fn admit(&self, deadline: Instant, stop: &mut watch::Receiver<bool>) -> Admission {
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            }
+        }
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let _waiting = Waiting(&self.waiting);
         let mut changed = self.changed.subscribe();
         loop {
             let wait_until = {
@@ -353,6 +382,15 @@ impl DeliveryControl {
     /// Completes when any breaker changes state.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.changed.subscribe()
+    }
+
+    /// Some open breaker has nothing to probe with (see [`Breaker::starved`]).
+    pub fn starved(&self) -> bool {
+        let all: Vec<Arc<Breaker>> = match self.inner.breakers.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        all.iter().any(|b| b.starved())
     }
 
     /// Waits until no breaker is open.
@@ -467,6 +505,30 @@ mod tests {
             "{:?}",
             t.elapsed()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_breaker_with_nothing_to_send_asks_for_work() {
+        let control = DeliveryControl::new();
+        let b = control.breaker("s", schedule());
+        assert!(!control.starved(), "closed");
+        b.failed(FailureClass::SinkRefused, "denied", false);
+        assert!(!control.starved(), "probe not due yet");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(control.starved(), "due, and nobody waits to probe");
+        let mut stop = control.stop_signal();
+        let far = Instant::now() + Duration::from_secs(3600);
+        assert_eq!(b.admit(far, &mut stop).await, Admission::Go { probe: true });
+        assert!(!control.starved(), "a probe is out");
+        b.failed(FailureClass::SinkRefused, "denied", true);
+        let waiter = {
+            let b = b.clone();
+            let mut stop = control.stop_signal();
+            tokio::spawn(async move { b.admit(far, &mut stop).await })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(!control.starved(), "a request waits to be the next probe");
+        assert_eq!(waiter.await.expect("waiter"), Admission::Go { probe: true });
     }
 
     #[tokio::test(start_paused = true)]
