@@ -323,7 +323,6 @@ impl Fixture {
             max_objects_in_flight: 4,
             max_messages_in_flight: 0,
             shutdown_grace: Duration::from_secs(5),
-            memory_budget_bytes: None,
             dedup_cache_size: 1000,
             kinds: vec![KeyKind::Log],
             limits: Limits::default(),
