@@ -648,12 +648,20 @@ impl Running {
     async fn drained(&self, fx: &Fixture, limit: Duration) {
         let deadline = Instant::now() + limit;
         while object_deletes(&self.stats) < fx.messages {
-            assert!(
-                Instant::now() < deadline,
-                "queue not drained within {limit:?}: {:#?}, open breakers {:?}",
-                self.stats.snapshot(),
-                self.control.open_breakers()
-            );
+            if Instant::now() >= deadline {
+                panic!(
+                    "queue not drained within {limit:?}: {} of {} messages deleted; (visible, \
+                     in flight) on the queue {:?}, in its redrive DLQ {:?}, in the worker's \
+                     DLQ {:?}; open breakers {:?}\n{:#?}",
+                    object_deletes(&self.stats),
+                    fx.messages,
+                    fx.counts(&fx.queue).await,
+                    fx.counts(&fx.redrive_dlq).await,
+                    fx.counts(&fx.worker_dlq).await,
+                    self.control.open_breakers(),
+                    self.stats.snapshot(),
+                );
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
