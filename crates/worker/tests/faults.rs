@@ -615,11 +615,18 @@ impl Running {
                 self.stats.snapshot()
             );
             let (visible, in_flight) = fx.counts(&fx.queue).await;
-            assert!(
-                visible + in_flight >= fx.messages,
-                "{what}: every message stays on the queue (visible {visible}, in flight {in_flight} of {})",
-                fx.messages
-            );
+            if visible + in_flight < fx.messages {
+                panic!(
+                    "{what}: every message stays on the queue, yet only {} of {} are there \
+                     (visible {visible}, in flight {in_flight}); (visible, in flight) in its \
+                     redrive DLQ {:?}, in the worker's DLQ {:?}\n{:#?}",
+                    visible + in_flight,
+                    fx.messages,
+                    fx.counts(&fx.redrive_dlq).await,
+                    fx.counts(&fx.worker_dlq).await,
+                    self.stats.snapshot()
+                );
+            }
             if let Some(open) = self.control.open_breakers().into_iter().next() {
                 seen = Some(open);
             }
