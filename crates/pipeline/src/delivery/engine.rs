@@ -10,7 +10,8 @@
 //! - retries what is transient with jittered exponential backoff, honouring `Retry-After`, for
 //!   up to `max_retry_duration`; splits batches the destination refuses as a whole;
 //! - opens the sink's [`Breaker`] when the destination refuses the sink itself or keeps
-//!   failing, holds deliveries behind it and lets one probe through at a time;
+//!   failing, holds deliveries behind it (for as long as it stays open: `max_retry_duration`
+//!   bounds retries while it is closed) and lets one probe through at a time;
 //! - dead-letters only what the destination can never take, durably, before acknowledging;
 //! - answers every delivery's token: **ack** when every record was accepted,
 //!   **dead_lettered(n)** when the rest are in the dead-letter place, **fail** otherwise (the
@@ -584,6 +585,10 @@ enum Final {
     Failed(String),
 }
 
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+}
+
 /// Sleeps `d`, but no later than `deadline` and not past a stop request. False when stopped
 /// or the deadline passed.
 async fn pause(d: Duration, deadline: Instant, stop: &mut watch::Receiver<bool>) -> bool {
@@ -618,6 +623,7 @@ async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {
                 }
             }
         };
+    let mut last_failure = String::new();
     while let Some((idx, attempt, retry_after)) = work.pop() {
         if idx.is_empty() {
             continue;
@@ -633,22 +639,25 @@ async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {
             let theirs = retry_after.unwrap_or_default().min(MAX_RETRY_AFTER);
             if !pause(ours.max(theirs), deadline, &mut stop).await {
                 let why = if *stop.borrow() {
-                    "shutting down while retrying"
+                    format!("shutting down while retrying: {last_failure}")
                 } else {
-                    "max_retry_duration ran out"
+                    format!(
+                        "still failing after {} s (max_retry_duration): {last_failure}",
+                        cfg.max_retry_duration_seconds
+                    )
                 };
-                give_up(&mut finals, &idx, FailureClass::Transient, why);
+                give_up(&mut finals, &idx, FailureClass::Transient, &why);
                 continue;
             }
         }
-        let probe = match shared.breaker.admit(deadline, &mut stop).await {
+        // Behind an open breaker a held batch is the breaker's probe material: it waits for
+        // the breaker (its message stays invisible by heartbeat) however long that takes, so a
+        // long outage neither releases messages to be received again and again nor leaves the
+        // breaker with nothing to probe with. Only a stop request (shutdown) ends the wait.
+        let probe = match shared.breaker.admit(far_future(), &mut stop).await {
             Admission::Go { probe } => probe,
             Admission::GiveUp { class, reason } => {
-                let why = if *stop.borrow() {
-                    format!("shutting down while the sink is failing: {reason}")
-                } else {
-                    format!("max_retry_duration ran out while the sink is failing: {reason}")
-                };
+                let why = format!("shutting down while the sink is failing: {reason}");
                 give_up(&mut finals, &idx, class, &why);
                 continue;
             }
@@ -736,6 +745,7 @@ async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {
             work.push((left, attempt, None));
         }
         if !again.is_empty() {
+            last_failure.clone_from(&last_reason);
             let class = if refused {
                 FailureClass::SinkRefused
             } else {
@@ -748,7 +758,7 @@ async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {
                     class,
                     &format!("shutting down while retrying: {last_reason}"),
                 );
-            } else if Instant::now() >= deadline {
+            } else if Instant::now() >= deadline && !shared.breaker.is_open() {
                 give_up(
                     &mut finals,
                     &again,

@@ -13,8 +13,9 @@
 //! | what happened | example | the engine does |
 //! |---|---|---|
 //! | the destination can never take *this record* | too old, too large, `rejectedLogEventsInfo`, a per-item 4xx | dead-letter the record with its reason, acknowledge it |
-//! | transient | throttling, 5xx, timeout, connection refused, DNS, disk full | retry with backoff up to `max_retry_duration`, then fail the delivery (the object comes back) |
-//! | the sink itself is refused | AccessDenied, expired credentials, 401/403, KMS denied | open the breaker, hold the delivery, probe; fail it after `max_retry_duration` |
+//! | transient | throttling, 5xx, timeout, connection refused, DNS, disk full | retry with backoff; while the breaker is closed up to `max_retry_duration`, then fail the delivery (the object comes back); three whole-request failures in a row (not throttling) open the breaker |
+//! | the sink itself is refused | AccessDenied, expired credentials, 401/403, KMS denied | open the breaker |
+//! | (breaker open) | | hold every delivery behind it, one probe at a time; fail only on shutdown |
 
 pub mod breaker;
 pub mod config;

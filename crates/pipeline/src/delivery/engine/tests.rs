@@ -13,6 +13,8 @@ struct Scripted {
     whole: Verdict,
     /// While true, every call is refused as a whole (a broken IAM policy being fixed).
     refusing: AtomicBool,
+    /// Every document answered with a transient error of its own.
+    per_doc_retry: bool,
     accepted: Mutex<Vec<String>>,
 }
 
@@ -24,6 +26,7 @@ impl Scripted {
             fail_first,
             whole,
             refusing: AtomicBool::new(false),
+            per_doc_retry: false,
             accepted: Mutex::new(Vec::new()),
         }
     }
@@ -38,6 +41,9 @@ impl Transport for Scripted {
             }
             if n < self.fail_first {
                 return Err(self.whole.clone());
+            }
+            if self.per_doc_retry {
+                return Ok(vec![Verdict::retry("503 Service Unavailable"); docs.len()]);
             }
             if docs.len() > self.max {
                 return Err(Verdict::Split {
@@ -195,13 +201,11 @@ async fn transient_failures_past_max_retry_duration_fail_and_never_dead_letter()
     let mut c = cfg();
     c.max_retry_duration_seconds = 1;
     let place = LocalDeadLetters::new(&dir.path().join("dl.ndjson"));
-    let sink = BatchSink::new(
-        "t",
-        &c,
-        Scripted::new(u64::MAX, Verdict::retry("503 Service Unavailable")),
-        raw(),
-        place.clone(),
-    );
+    // Every document answered 503 on its own (a `_bulk` item): the destination answers, so
+    // the breaker stays closed and max_retry_duration bounds the retries.
+    let mut transport = Scripted::new(0, Verdict::retry("-"));
+    transport.per_doc_retry = true;
+    let sink = BatchSink::new("t", &c, transport, raw(), place.clone());
     let control = DeliveryControl::new();
     let run = start(sink, &control, &["a", "b"], Some(Arc::from(vec![1u32])));
     match run.outcome.await {
@@ -249,6 +253,32 @@ async fn a_refused_sink_holds_its_deliveries_behind_the_breaker_and_recovers() {
     assert!(control.open_breakers().is_empty());
     let report = run.report.await.expect("sink task");
     assert_eq!(report.records, 3);
+    assert!(!place.path().exists());
+}
+
+#[tokio::test]
+async fn behind_an_open_breaker_a_delivery_waits_past_max_retry_duration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let transport = Scripted::new(0, Verdict::retry("-"));
+    transport.refusing.store(true, Ordering::Relaxed);
+    let mut c = cfg();
+    c.max_retry_duration_seconds = 1;
+    let place = LocalDeadLetters::new(&dir.path().join("dl.ndjson"));
+    let sink = BatchSink::new("cwl", &c, transport, raw(), place.clone());
+    let transport = sink.transport();
+    let control = DeliveryControl::new();
+    let mut run = start(sink, &control, &["a", "b"], None);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        run.outcome.try_recv().is_err(),
+        "held past max_retry_duration"
+    );
+    assert!(!control.open_breakers().is_empty());
+    transport.refusing.store(false, Ordering::Relaxed);
+    assert_eq!(
+        run.outcome.await.ok(),
+        Some(ObjectOutcome::Delivered { dead_lettered: 0 })
+    );
     assert!(!place.path().exists());
 }
 
