@@ -337,7 +337,13 @@ impl Worker {
             budget: self.budget,
             input: std::sync::Mutex::new(Some(pipeline.input())),
             deleter: std::sync::Mutex::new(Some(del_tx)),
-            control: pipeline.control(),
+            control: {
+                // The heartbeat keeps a held message invisible: the worker can wait for a
+                // failing sink, so held deliveries stay in flight instead of being released.
+                let control = pipeline.control();
+                control.hold_while_open(true);
+                control
+            },
             sink_failures: std::sync::Mutex::new(lifecycle::SinkFailures::new(100_000)),
             phase,
             settings,

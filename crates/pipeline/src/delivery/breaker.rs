@@ -317,6 +317,10 @@ impl Breaker {
 
 struct BoardInner {
     breakers: Mutex<Vec<Arc<Breaker>>>,
+    /// The source can wait for a failing sink indefinitely (the SQS worker: its heartbeat
+    /// keeps messages invisible), so deliveries behind an open breaker are held past
+    /// `max_retry_duration`.
+    hold_while_open: std::sync::atomic::AtomicBool,
     changed: watch::Sender<u64>,
     stop: watch::Sender<bool>,
 }
@@ -340,6 +344,7 @@ impl DeliveryControl {
         DeliveryControl {
             inner: Arc::new(BoardInner {
                 breakers: Mutex::new(Vec::new()),
+                hold_while_open: std::sync::atomic::AtomicBool::new(false),
                 changed: watch::channel(0).0,
                 stop: watch::channel(false).0,
             }),
@@ -382,6 +387,23 @@ impl DeliveryControl {
     /// Completes when any breaker changes state.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.changed.subscribe()
+    }
+
+    /// The source says it can wait for a failing sink as long as it takes (the SQS worker):
+    /// deliveries behind an open breaker are then held past `max_retry_duration` — they are
+    /// the breaker's probes, and releasing them would only have them received again. A source
+    /// that cannot (a local run that must end) leaves this off: they fail at
+    /// `max_retry_duration`.
+    pub fn hold_while_open(&self, hold: bool) {
+        self.inner
+            .hold_while_open
+            .store(hold, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn holds_while_open(&self) -> bool {
+        self.inner
+            .hold_while_open
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Some open breaker has nothing to probe with (see [`Breaker::starved`]).

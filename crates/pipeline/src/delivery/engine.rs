@@ -10,8 +10,9 @@
 //! - retries what is transient with jittered exponential backoff, honouring `Retry-After`, for
 //!   up to `max_retry_duration`; splits batches the destination refuses as a whole;
 //! - opens the sink's [`Breaker`] when the destination refuses the sink itself or keeps
-//!   failing, holds deliveries behind it (for as long as it stays open: `max_retry_duration`
-//!   bounds retries while it is closed) and lets one probe through at a time;
+//!   failing, holds deliveries behind it and lets one probe through at a time; retries end at
+//!   `max_retry_duration`, except behind an open breaker when the source can wait
+//!   ([`DeliveryControl::hold_while_open`]: the SQS worker);
 //! - dead-letters only what the destination can never take, durably, before acknowledging;
 //! - answers every delivery's token: **ack** when every record was accepted,
 //!   **dead_lettered(n)** when the rest are in the dead-letter place, **fail** otherwise (the
@@ -650,14 +651,23 @@ async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {
                 continue;
             }
         }
-        // Behind an open breaker a held batch is the breaker's probe material: it waits for
-        // the breaker (its message stays invisible by heartbeat) however long that takes, so a
-        // long outage neither releases messages to be received again and again nor leaves the
-        // breaker with nothing to probe with. Only a stop request (shutdown) ends the wait.
-        let probe = match shared.breaker.admit(far_future(), &mut stop).await {
+        // Behind an open breaker a held batch is the breaker's probe material. When the source
+        // can wait (the SQS worker: heartbeats keep the message invisible) it waits however
+        // long that takes, so a long outage neither releases messages to be received again and
+        // again nor leaves the breaker with nothing to probe with; only shutdown ends the wait.
+        let hold = shared.control.holds_while_open();
+        let until = if hold { far_future() } else { deadline };
+        let probe = match shared.breaker.admit(until, &mut stop).await {
             Admission::Go { probe } => probe,
             Admission::GiveUp { class, reason } => {
-                let why = format!("shutting down while the sink is failing: {reason}");
+                let why = if *stop.borrow() {
+                    format!("shutting down while the sink is failing: {reason}")
+                } else {
+                    format!(
+                        "the sink kept failing for {} s (max_retry_duration): {reason}",
+                        cfg.max_retry_duration_seconds
+                    )
+                };
                 give_up(&mut finals, &idx, class, &why);
                 continue;
             }
@@ -758,7 +768,9 @@ async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {
                     class,
                     &format!("shutting down while retrying: {last_reason}"),
                 );
-            } else if Instant::now() >= deadline && !shared.breaker.is_open() {
+            } else if Instant::now() >= deadline
+                && !(shared.control.holds_while_open() && shared.breaker.is_open())
+            {
                 give_up(
                     &mut finals,
                     &again,

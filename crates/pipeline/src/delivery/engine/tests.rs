@@ -267,6 +267,7 @@ async fn behind_an_open_breaker_a_delivery_waits_past_max_retry_duration() {
     let sink = BatchSink::new("cwl", &c, transport, raw(), place.clone());
     let transport = sink.transport();
     let control = DeliveryControl::new();
+    control.hold_while_open(true);
     let mut run = start(sink, &control, &["a", "b"], None);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
@@ -279,6 +280,27 @@ async fn behind_an_open_breaker_a_delivery_waits_past_max_retry_duration() {
         run.outcome.await.ok(),
         Some(ObjectOutcome::Delivered { dead_lettered: 0 })
     );
+    assert!(!place.path().exists());
+}
+
+#[tokio::test]
+async fn a_source_that_cannot_wait_gets_a_failure_at_max_retry_duration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let transport = Scripted::new(0, Verdict::retry("-"));
+    transport.refusing.store(true, Ordering::Relaxed);
+    let mut c = cfg();
+    c.max_retry_duration_seconds = 1;
+    let place = LocalDeadLetters::new(&dir.path().join("dl.ndjson"));
+    let sink = BatchSink::new("cwl", &c, transport, raw(), place.clone());
+    let run = start(sink, &DeliveryControl::new(), &["a"], None);
+    match tokio::time::timeout(Duration::from_secs(10), run.outcome).await {
+        Ok(Ok(ObjectOutcome::Failed { reasons })) => {
+            assert!(reasons[0].contains("sink_refused"), "{reasons:?}");
+            assert!(reasons[0].contains("max_retry_duration"), "{reasons:?}");
+            assert!(reasons[0].contains("AccessDenied"), "{reasons:?}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
     assert!(!place.path().exists());
 }
 
