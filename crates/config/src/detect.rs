@@ -38,6 +38,11 @@ pub struct DetectionConfig {
     /// Alerts an output could not take (after its retries), one JSON line each with the reason.
     #[serde(default = "default_failed_alerts")]
     pub failed_alerts_path: PathBuf,
+    /// `[detection.delivery]`: how long and how the stage retries an output that is down,
+    /// throttled or refusing (`max_retry_duration_seconds`, `backoff_ms`, `max_backoff_ms`,
+    /// `probe_interval_ms`, `max_probe_interval_ms`); the other keys are not used here.
+    #[serde(default)]
+    pub delivery: trailhose_pipeline::delivery::DeliveryConfig,
     /// Severity given to Insights events when they are sent as alerts.
     #[serde(default = "default_insight_severity")]
     pub insight_severity: String,
@@ -105,7 +110,8 @@ pub struct WebhookAlertOutput {
     pub headers: BTreeMap<String, String>,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Retries of a failed POST (connection errors, 429 and 5xx), with exponential backoff.
+    /// Before 0.2: retries of a failed POST. Still read, no longer used: the detection
+    /// stage retries every output under `[detection.delivery]` (the delivery contract).
     #[serde(default = "default_retries")]
     pub max_retries: u32,
     pub min_severity: Option<String>,

@@ -1,6 +1,9 @@
-//! Alert outputs: NDJSON file, stdout, SNS topic, HTTP webhook. Each `send` reports, per
-//! alert, whether it was accepted; the detection stage keeps what an output refused (after its
-//! retries) in the failed-alerts file, so an alert never vanishes silently.
+//! Alert outputs: NDJSON file, stdout, SNS topic, HTTP webhook. Each `send` makes one attempt
+//! and reports, per alert it could not deliver, the reason and its class: refused *for good*
+//! (too large for SNS, a 4xx the webhook will never accept) — the detection stage keeps those
+//! in the failed-alerts file — or transient / the output itself refused, which the stage
+//! retries under the delivery contract (backoff, the breaker, `max_retry_duration`) and never
+//! writes to the failed-alerts file.
 
 use crate::alert::AlertMessage;
 use crate::rules::Severity;
@@ -17,7 +20,65 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use trailhose_config::detect::AlertOutputConfig;
+use trailhose_pipeline::delivery::FailureClass;
 use trailhose_pipeline::linefile::AppendFile;
+
+/// Why an output did not take an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    /// `None`: the output can never take this alert (it goes to the failed-alerts file).
+    pub class: Option<FailureClass>,
+}
+
+impl Failure {
+    fn permanent(reason: String) -> Failure {
+        Failure {
+            reason,
+            class: None,
+        }
+    }
+
+    fn io(reason: String, e: &std::io::Error) -> Failure {
+        use std::io::ErrorKind as K;
+        let class = match e.kind() {
+            K::PermissionDenied | K::ReadOnlyFilesystem | K::NotADirectory | K::BrokenPipe => {
+                FailureClass::SinkRefused
+            }
+            _ => FailureClass::Transient,
+        };
+        Failure {
+            reason,
+            class: Some(class),
+        }
+    }
+}
+
+/// Sorts an SNS `Publish` error: refused for good (a bad parameter), the output refused
+/// (credentials, IAM, KMS, a missing topic) or transient (throttling, 5xx, network).
+fn sns_failure<E, R>(e: &aws_sdk_sns::error::SdkError<E, R>, reason: String) -> Failure
+where
+    E: aws_sdk_sns::error::ProvideErrorMetadata,
+{
+    use aws_sdk_sns::error::SdkError;
+    let class = match e {
+        SdkError::ServiceError(se) => match se.err().code().unwrap_or("") {
+            "InvalidParameter" | "InvalidParameterValue" | "ValidationError" => None,
+            "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "InternalError"
+            | "InternalFailure"
+            | "ServiceUnavailable"
+            | "KMSThrottling"
+            | "" => Some(FailureClass::Transient),
+            _ => Some(FailureClass::SinkRefused),
+        },
+        SdkError::ConstructionFailure(_) => Some(FailureClass::SinkRefused),
+        _ => Some(FailureClass::Transient),
+    };
+    Failure { reason, class }
+}
 
 /// SNS accepts messages up to 256 KiB; keep a margin for the attributes.
 pub const SNS_MAX_MESSAGE: usize = 256 * 1024 - 2048;
@@ -118,7 +179,6 @@ impl Output {
                 &w.url,
                 &w.headers,
                 Duration::from_millis(w.timeout_ms),
-                w.max_retries,
             )?),
         };
         Ok(match c.min_severity() {
@@ -137,12 +197,12 @@ impl Output {
         a.severity >= self.min_severity
     }
 
-    /// Sends what this output wants of `alerts`; returns the ones it could not take, with
-    /// the reason.
+    /// Sends what this output wants of `alerts`, once; returns the ones it could not take,
+    /// with the reason and its class.
     pub async fn send<'a>(
         &mut self,
         alerts: &[&'a AlertMessage],
-    ) -> Vec<(&'a AlertMessage, String)> {
+    ) -> Vec<(&'a AlertMessage, Failure)> {
         let mine: Vec<&AlertMessage> = alerts.iter().copied().filter(|a| self.wants(a)).collect();
         if mine.is_empty() {
             return Vec::new();
@@ -158,8 +218,8 @@ impl Output {
                 match append_lines(file.clone(), buf, *fsync).await {
                     Ok(()) => Vec::new(),
                     Err(e) => {
-                        let reason = format!("{name}: {e}");
-                        mine.into_iter().map(|a| (a, reason.clone())).collect()
+                        let f = Failure::io(format!("{name}: {e}"), &e);
+                        mine.into_iter().map(|a| (a, f.clone())).collect()
                     }
                 }
             }
@@ -178,8 +238,8 @@ impl Output {
                 {
                     Ok(()) => Vec::new(),
                     Err(e) => {
-                        let reason = format!("{name}: {e}");
-                        mine.into_iter().map(|a| (a, reason.clone())).collect()
+                        let f = Failure::io(format!("{name}: {e}"), &e);
+                        mine.into_iter().map(|a| (a, f.clone())).collect()
                     }
                 }
             }
@@ -190,7 +250,10 @@ impl Output {
                         SNS_MAX_MESSAGE,
                         "alert larger than SNS's 256 KiB message limit",
                     ) else {
-                        failed.push((a, format!("{name}: alert larger than 256 KiB")));
+                        failed.push((
+                            a,
+                            Failure::permanent(format!("{name}: alert larger than 256 KiB")),
+                        ));
                         continue;
                     };
                     let message = String::from_utf8_lossy(&body).into_owned();
@@ -201,7 +264,10 @@ impl Output {
                             .build()
                     };
                     let (Ok(sev), Ok(id)) = (attr(a.severity.as_str()), attr(&a.id)) else {
-                        failed.push((a, format!("{name}: cannot build message attributes")));
+                        failed.push((
+                            a,
+                            Failure::permanent(format!("{name}: cannot build message attributes")),
+                        ));
                         continue;
                     };
                     let r = client
@@ -214,8 +280,11 @@ impl Output {
                         .send()
                         .await;
                     if let Err(e) = r {
-                        let e = aws_sdk_sns::error::DisplayErrorContext(e);
-                        failed.push((a, format!("{name}: Publish failed: {e}")));
+                        let reason = format!(
+                            "{name}: Publish failed: {}",
+                            aws_sdk_sns::error::DisplayErrorContext(&e)
+                        );
+                        failed.push((a, sns_failure(&e, reason)));
                     }
                 }
                 failed
@@ -223,8 +292,9 @@ impl Output {
             Kind::Webhook(w) => {
                 let mut failed = Vec::new();
                 for a in mine {
-                    if let Err(e) = w.post(a.body.clone()).await {
-                        failed.push((a, format!("{name}: {e}")));
+                    if let Err(mut f) = w.post(a.body.clone()).await {
+                        f.reason = format!("{name}: {}", f.reason);
+                        failed.push((a, f));
                     }
                 }
                 failed
@@ -255,7 +325,6 @@ pub struct Webhook {
     uri: Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
-    retries: u32,
     client: HttpClient,
 }
 
@@ -264,7 +333,6 @@ impl Webhook {
         url: &str,
         headers: &std::collections::BTreeMap<String, String>,
         timeout: Duration,
-        retries: u32,
     ) -> Result<Webhook, String> {
         let uri: Uri = url
             .parse()
@@ -298,12 +366,13 @@ impl Webhook {
             uri,
             headers: hs,
             timeout,
-            retries,
             client,
         })
     }
 
-    async fn once(&self, body: Bytes) -> Result<(), (bool, String)> {
+    /// One POST: 2xx accepted; 429, 5xx, timeouts and connection errors transient; 401, 403,
+    /// 404 and 405 the webhook refusing us; any other 4xx refuses this alert for good.
+    pub async fn post(&self, body: Vec<u8>) -> Result<(), Failure> {
         let mut req = Request::builder()
             .method(Method::POST)
             .uri(self.uri.clone())
@@ -313,46 +382,38 @@ impl Webhook {
             req = req.header(k, v);
         }
         let req = req
-            .body(Full::new(body))
-            .map_err(|e| (false, format!("building the request: {e}")))?;
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Failure::permanent(format!("building the request: {e}")))?;
+        let transient = |reason: String| Failure {
+            reason,
+            class: Some(FailureClass::Transient),
+        };
         let fut = async {
             let resp = match &self.client {
                 HttpClient::Plain(c) => c.request(req).await,
                 HttpClient::Tls(c) => c.request(req).await,
             }
-            .map_err(|e| (true, format!("POST failed: {e}")))?;
+            .map_err(|e| transient(format!("POST failed: {e}")))?;
             let status = resp.status();
             // Drain (a little of) the body so the connection can be reused.
             let _ = Limited::new(resp.into_body(), 64 * 1024).collect().await;
-            if status.is_success() {
-                Ok(())
-            } else {
-                let retry = status.is_server_error() || status.as_u16() == 429;
-                Err((retry, format!("POST answered {status}")))
+            let reason = format!("POST answered {status}");
+            match status.as_u16() {
+                200..=299 => Ok(()),
+                429 | 500..=599 => Err(transient(reason)),
+                401 | 403 | 404 | 405 => Err(Failure {
+                    reason,
+                    class: Some(FailureClass::SinkRefused),
+                }),
+                _ => Err(Failure::permanent(reason)),
             }
         };
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r,
-            Err(_) => Err((true, format!("POST timed out after {:?}", self.timeout))),
-        }
-    }
-
-    /// Posts with retries (connection errors, timeouts, 429, 5xx) and exponential backoff.
-    pub async fn post(&self, body: Vec<u8>) -> Result<(), String> {
-        let body = Bytes::from(body);
-        let mut delay = Duration::from_millis(100);
-        let mut attempt = 0;
-        loop {
-            match self.once(body.clone()).await {
-                Ok(()) => return Ok(()),
-                Err((retry, e)) if retry && attempt < self.retries => {
-                    tracing::warn!(url = %self.uri, error = %e, attempt, "webhook retry");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                    attempt += 1;
-                }
-                Err((_, e)) => return Err(format!("{e} (after {} attempts)", attempt + 1)),
-            }
+            Err(_) => Err(transient(format!(
+                "POST timed out after {:?}",
+                self.timeout
+            ))),
         }
     }
 }
@@ -369,6 +430,6 @@ mod tests {
             arn_region("arn:aws:sns:eu-west-1:123456789012:alerts"),
             Some("eu-west-1")
         );
-        assert!(Webhook::new("ftp://x", &Default::default(), Duration::from_secs(1), 0).is_err());
+        assert!(Webhook::new("ftp://x", &Default::default(), Duration::from_secs(1)).is_err());
     }
 }

@@ -10,7 +10,7 @@
 use crate::alert::AlertMessage;
 use crate::anomaly::{scan_user_agent, AnomalyDetector, AnomalyOptions, AnomalyStats, Observation};
 use crate::engine::Scratch;
-use crate::outputs::{parse_severity, Output};
+use crate::outputs::{parse_severity, Failure, Output};
 use crate::rules::{RuleSet, RuleSources, Severity};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use trailhose_config::detect::{AnomalyConfig, DetectionConfig};
+use trailhose_pipeline::delivery::{
+    Admission, Breaker, DeliveryConfig, DeliveryControl, FailureClass,
+};
 use trailhose_pipeline::linefile::AppendFile;
+use trailhose_pipeline::rate::backoff;
 use trailhose_pipeline::{Delivery, Sink, SinkFuture, SinkReport};
 
 /// Counters of one detection stage.
@@ -112,6 +116,10 @@ pub struct DetectSink {
     pub failed_alerts_path: PathBuf,
     pub anomaly: Option<AnomalyStage>,
     pub stats: Arc<DetectStats>,
+    /// Retries of an output that is down, throttled or refusing.
+    pub delivery: DeliveryConfig,
+    control: DeliveryControl,
+    breaker: Arc<Breaker>,
 }
 
 impl DetectSink {
@@ -140,6 +148,8 @@ impl DetectSink {
             Ok(mut r) => r.push(stats.clone()),
             Err(p) => p.into_inner().push(stats.clone()),
         }
+        let delivery = DeliveryConfig::default();
+        let control = DeliveryControl::new();
         DetectSink {
             name: name.to_owned(),
             rules,
@@ -147,7 +157,17 @@ impl DetectSink {
             failed_alerts_path,
             anomaly,
             stats,
+            breaker: control.breaker(name, delivery.probe_schedule()),
+            control,
+            delivery,
         }
+    }
+
+    /// Retry settings for the alert outputs (`[detection.delivery]`).
+    pub fn with_delivery(mut self, delivery: DeliveryConfig) -> DetectSink {
+        self.breaker = self.control.breaker(&self.name, delivery.probe_schedule());
+        self.delivery = delivery;
+        self
     }
 
     /// Builds the stage a `[detection]` section describes: loads and compiles the rules,
@@ -183,14 +203,20 @@ impl DetectSink {
             _ => None,
         };
         let rules = (!rules.is_empty()).then(|| Arc::new(rules));
-        Ok(DetectSink::new(
-            name,
-            rules,
-            outputs,
-            c.failed_alerts_path.clone(),
-            anomaly,
-        ))
+        Ok(
+            DetectSink::new(name, rules, outputs, c.failed_alerts_path.clone(), anomaly)
+                .with_delivery(c.delivery.clone()),
+        )
     }
+}
+
+/// Jitter in [0, 1) for backoff, from the clock's low bits (alert retries are rare; no RNG
+/// needed).
+fn rand_jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1_000_000) / 1_000_000.0
 }
 
 /// The detector options a config section asks for (unset values: the defaults).
@@ -228,11 +254,19 @@ struct Runner {
     scratch: Scratch,
     report: SinkReport,
     last_persist: Instant,
+    delivery: DeliveryConfig,
+    control: DeliveryControl,
+    breaker: Arc<Breaker>,
 }
 
 impl Sink for DetectSink {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn attach(&mut self, control: &DeliveryControl) {
+        self.breaker = control.breaker(&self.name, self.delivery.probe_schedule());
+        self.control = control.clone();
     }
 
     fn run(self: Box<Self>, rx: mpsc::Receiver<Delivery>) -> SinkFuture {
@@ -251,6 +285,9 @@ impl Sink for DetectSink {
             stats: s.stats,
             scratch: Scratch::new(),
             last_persist: Instant::now(),
+            delivery: s.delivery,
+            control: s.control,
+            breaker: s.breaker,
         };
         Box::pin(runner.run(rx))
     }
@@ -366,45 +403,162 @@ impl Runner {
         alerts
     }
 
+    /// Sends every alert to every output that wants it. An output that is down, throttled or
+    /// refusing is retried under the delivery contract (backoff; the breaker, which pauses the
+    /// source; `max_retry_duration`, or for as long as the breaker is open when the source can
+    /// wait); if it still fails, the delivery fails and its records come back — nothing goes
+    /// to the failed-alerts file for such a reason. Alerts an output refuses for good go there.
     async fn deliver(&mut self, alerts: &[AlertMessage]) -> Result<(), String> {
         if alerts.is_empty() {
             return Ok(());
         }
-        let all: Vec<&AlertMessage> = alerts.iter().collect();
-        let mut failed: Vec<(&AlertMessage, String)> = Vec::new();
-        if let Some(out) = self.anomaly.as_mut().and_then(|a| a.insights.as_mut()) {
-            let insights: Vec<&AlertMessage> = all
-                .iter()
-                .copied()
-                .filter(|a| a.kind == crate::alert::AlertKind::Insight)
-                .collect();
-            failed.extend(out.send(&insights).await);
+        // The outputs are lent out for the attempt, so the stage's own state stays usable.
+        let mut outputs = std::mem::take(&mut self.outputs);
+        let mut insights = self.anomaly.as_mut().and_then(|a| a.insights.take());
+        let r = self
+            .deliver_to(alerts, insights.as_mut(), &mut outputs)
+            .await;
+        self.outputs = outputs;
+        if let Some(a) = self.anomaly.as_mut() {
+            a.insights = insights;
         }
-        for out in &mut self.outputs {
-            failed.extend(out.send(&all).await);
+        r
+    }
+
+    async fn deliver_to(
+        &mut self,
+        alerts: &[AlertMessage],
+        insights: Option<&mut Output>,
+        rule_outputs: &mut [Output],
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + self.delivery.max_retry_duration();
+        let mut stop = self.control.stop_signal();
+        let mut outputs: Vec<(&mut Output, bool)> = Vec::new();
+        if let Some(out) = insights {
+            outputs.push((out, true));
         }
-        self.report.batches += 1;
-        if failed.is_empty() {
+        for out in rule_outputs.iter_mut() {
+            outputs.push((out, false));
+        }
+        // What each output still owes, as indices into `alerts`.
+        let mut owed: Vec<Vec<usize>> = outputs
+            .iter()
+            .map(|(_, insights)| {
+                (0..alerts.len())
+                    .filter(|&i| !*insights || alerts[i].kind == crate::alert::AlertKind::Insight)
+                    .collect()
+            })
+            .collect();
+        let mut permanent: Vec<(usize, String)> = Vec::new();
+        let mut attempt = 0u32;
+        let mut probe = false;
+        loop {
+            let mut retry: Option<(FailureClass, String)> = None;
+            for ((out, _), owes) in outputs.iter_mut().zip(owed.iter_mut()) {
+                if owes.is_empty() {
+                    continue;
+                }
+                let batch: Vec<&AlertMessage> = owes.iter().map(|&i| &alerts[i]).collect();
+                let failures: Vec<(&AlertMessage, Failure)> = out.send(&batch).await;
+                let mut still = Vec::new();
+                for (a, f) in failures {
+                    let Some(i) = alerts.iter().position(|x| std::ptr::eq(x, a)) else {
+                        continue;
+                    };
+                    match f.class {
+                        None => permanent.push((i, f.reason)),
+                        Some(class) => {
+                            still.push(i);
+                            retry = Some((class, f.reason));
+                        }
+                    }
+                }
+                *owes = still;
+            }
+            self.report.batches += 1;
+            let Some((class, reason)) = retry else {
+                self.breaker.succeeded();
+                break;
+            };
+            self.breaker.failed(class, &reason, probe);
+            self.note(reason.clone());
+            let hold = self.control.holds_while_open() && self.breaker.is_open();
+            if *stop.borrow() {
+                return Err(format!(
+                    "{}: alert output not delivered ({}): shutting down: {reason}",
+                    self.name,
+                    class.as_str()
+                ));
+            }
+            if tokio::time::Instant::now() >= deadline && !hold {
+                return Err(format!(
+                    "{}: alert output not delivered ({}): still failing after {} s (max_retry_duration): {reason}",
+                    self.name,
+                    class.as_str(),
+                    self.delivery.max_retry_duration_seconds
+                ));
+            }
+            self.report.retries += 1;
+            if self.breaker.is_open() {
+                let until = if self.control.holds_while_open() {
+                    tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+                } else {
+                    deadline
+                };
+                match self.breaker.admit(until, &mut stop).await {
+                    Admission::Go { probe: p } => probe = p,
+                    Admission::GiveUp { class, reason } => {
+                        let when = if *stop.borrow() {
+                            "shutting down".to_string()
+                        } else {
+                            format!(
+                                "still failing after {} s (max_retry_duration)",
+                                self.delivery.max_retry_duration_seconds
+                            )
+                        };
+                        return Err(format!(
+                            "{}: alert output not delivered ({}): {when}: {reason}",
+                            self.name,
+                            class.as_str()
+                        ));
+                    }
+                }
+            } else {
+                probe = false;
+                let wait = backoff(
+                    attempt,
+                    Duration::from_millis(self.delivery.backoff_ms.max(1)),
+                    Duration::from_millis(self.delivery.max_backoff_ms.max(1)),
+                    rand_jitter(),
+                );
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+        if permanent.is_empty() {
             return Ok(());
         }
         self.stats
             .failed_alerts
-            .fetch_add(failed.len() as u64, Ordering::Relaxed);
+            .fetch_add(permanent.len() as u64, Ordering::Relaxed);
         let mut buf = Vec::new();
-        for (a, reason) in &failed {
+        for (i, reason) in &permanent {
             buf.extend_from_slice(b"{\"reason\":");
             buf.extend_from_slice(&serde_json::to_vec(reason).unwrap_or_default());
             buf.extend_from_slice(b",\"alert\":");
-            buf.extend_from_slice(&a.body);
+            buf.extend_from_slice(&alerts[*i].body);
             buf.extend_from_slice(b"}\n");
         }
-        let first = failed[0].1.clone();
+        let first = permanent[0].1.clone();
         self.note(first.clone());
         crate::outputs::append_lines(self.failed_file.clone(), buf, true)
             .await
             .map_err(|e| {
                 format!(
-                    "alert output failed ({first}) and the failed-alerts file {} could not be written: {e}",
+                    "alert output refused alerts ({first}) and the failed-alerts file {} could not be written: {e}",
                     self.failed_alerts_path.display()
                 )
             })

@@ -347,6 +347,7 @@ async fn cis_pack_finds_every_injected_violation_and_no_others() {
         failed_alerts_path: tmp.path().join("failed.ndjson"),
         insight_severity: "medium".into(),
         anomaly: None,
+        delivery: Default::default(),
     };
     let sink = DetectSink::from_config("detect", &cfg).await.expect("sink");
     let stats = sink.stats.clone();

@@ -11,6 +11,7 @@ use trailhose_core::FieldParser;
 use trailhose_detect::outputs::{Output, Webhook};
 use trailhose_detect::rules::{RuleSet, RuleSources};
 use trailhose_detect::DetectSink;
+use trailhose_pipeline::delivery::FailureClass;
 use trailhose_pipeline::filter::CompiledFilter;
 use trailhose_pipeline::{
     ObjectAck, ObjectMeta, ObjectOutcome, Pipeline, RecordChunk, Routed, SinkSpec,
@@ -117,20 +118,9 @@ async fn ndjson_alerts_counts_and_acknowledgement() {
 #[tokio::test]
 async fn refused_alerts_go_to_the_failed_file_and_an_unwritable_one_fails_the_object() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    // Nothing listens on this port: every POST fails (no retries here).
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let hook = || {
-        Webhook::new(
-            &format!("http://127.0.0.1:{port}/hook"),
-            &Default::default(),
-            Duration::from_secs(2),
-            0,
-        )
-        .expect("webhook")
-    };
+    // The webhook refuses these alerts for good (400): they go to the failed-alerts file.
+    let s = server(vec![400, 400]).await;
+    let hook = || Webhook::new(&s.url, &Default::default(), Duration::from_secs(2)).expect("hook");
     let failed = tmp.path().join("failed.ndjson");
     let sink = DetectSink::new(
         "detect",
@@ -146,19 +136,20 @@ async fn refused_alerts_go_to_the_failed_file_and_an_unwritable_one_fails_the_ob
     let text = std::fs::read_to_string(&failed).expect("failed alerts");
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("json");
-        assert!(
-            v["reason"].as_str().expect("reason").contains("webhook:"),
-            "{v}"
-        );
+        let reason = v["reason"].as_str().expect("reason");
+        assert!(reason.contains("webhook:") && reason.contains("400"), "{v}");
         assert_eq!(v["alert"]["eventID"], "e-stop");
     }
     // The failed-alerts file cannot be created (its parent is a file): the object fails.
+    let s = server(vec![400, 400]).await;
     let blocker = tmp.path().join("blocker");
     std::fs::write(&blocker, b"x").expect("write");
     let sink = DetectSink::new(
         "detect",
         Some(pack()),
-        vec![Output::webhook(hook())],
+        vec![Output::webhook(
+            Webhook::new(&s.url, &Default::default(), Duration::from_secs(2)).expect("hook"),
+        )],
         blocker.join("failed.ndjson"),
         None,
     );
@@ -168,6 +159,51 @@ async fn refused_alerts_go_to_the_failed_file_and_an_unwritable_one_fails_the_ob
         "{outcome:?}"
     );
     assert_eq!(report.failed_deliveries, 1);
+}
+
+#[tokio::test]
+async fn an_output_that_is_down_fails_the_delivery_and_never_fills_the_failed_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Nothing listens on this port: every POST is refused by the kernel (transient).
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let hook = Webhook::new(
+        &format!("http://127.0.0.1:{port}/hook"),
+        &Default::default(),
+        Duration::from_secs(2),
+    )
+    .expect("webhook");
+    let failed = tmp.path().join("failed.ndjson");
+    let delivery = trailhose_pipeline::delivery::DeliveryConfig {
+        max_retry_duration_seconds: 1,
+        backoff_ms: 20,
+        max_backoff_ms: 100,
+        probe_interval_ms: 50,
+        max_probe_interval_ms: 100,
+        ..Default::default()
+    };
+    let sink = DetectSink::new(
+        "detect",
+        Some(pack()),
+        vec![Output::webhook(hook)],
+        failed.clone(),
+        None,
+    )
+    .with_delivery(delivery);
+    let stats = sink.stats.clone();
+    let (outcome, report) = one_object(sink, &[STOP]).await;
+    match &outcome {
+        ObjectOutcome::Failed { reasons } => {
+            assert!(reasons[0].contains("transient"), "{reasons:?}");
+            assert!(reasons[0].contains("max_retry_duration"), "{reasons:?}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(report.retries >= 1, "{report:?}");
+    assert_eq!(stats.failed_alerts.load(Ordering::Relaxed), 0);
+    assert!(!failed.exists(), "a down output is not a failed alert");
 }
 
 /// A minimal HTTP/1.1 server: answers each POST with the next status of `script` (then 200),
@@ -248,7 +284,7 @@ async fn webhook_posts_alert_json_with_headers_and_retries_server_errors() {
     let s = server(vec![503, 500]).await;
     let mut headers = std::collections::BTreeMap::new();
     headers.insert("Authorization".to_string(), "Bearer test-token".to_string());
-    let hook = Webhook::new(&s.url, &headers, Duration::from_secs(5), 3).expect("webhook");
+    let hook = Webhook::new(&s.url, &headers, Duration::from_secs(5)).expect("webhook");
     let tmp = tempfile::tempdir().expect("tempdir");
     let sink = DetectSink::new(
         "detect",
@@ -281,13 +317,21 @@ async fn webhook_posts_alert_json_with_headers_and_retries_server_errors() {
     );
     assert!(!tmp.path().join("failed.ndjson").exists());
 
-    // A 4xx is not retried.
-    let s = server(vec![400]).await;
-    let hook =
-        Webhook::new(&s.url, &Default::default(), Duration::from_secs(5), 3).expect("webhook");
+    // A 4xx other than 401/403/404/405/429 refuses the alert for good; 5xx and 429 are
+    // transient; 401/403 refuse the output itself.
+    let s = server(vec![400, 503, 429, 403]).await;
+    let hook = Webhook::new(&s.url, &Default::default(), Duration::from_secs(5)).expect("webhook");
     let e = hook.post(b"{}".to_vec()).await.expect_err("400");
-    assert!(e.contains("400") && e.contains("after 1 attempts"), "{e}");
-    assert_eq!(s.hits.load(Ordering::SeqCst), 1);
+    assert!(e.reason.contains("400") && e.class.is_none(), "{e:?}");
+    for want in [
+        FailureClass::Transient,
+        FailureClass::Transient,
+        FailureClass::SinkRefused,
+    ] {
+        let e = hook.post(b"{}".to_vec()).await.expect_err("refused");
+        assert_eq!(e.class, Some(want), "{e:?}");
+    }
+    assert_eq!(s.hits.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
