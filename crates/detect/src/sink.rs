@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use trailhose_config::detect::{AnomalyConfig, DetectionConfig};
 use trailhose_pipeline::delivery::{
-    Admission, Breaker, DeliveryConfig, DeliveryControl, FailureClass,
+    far_future, pause, Admission, Breaker, DeliveryConfig, DeliveryControl, FailureClass,
 };
 use trailhose_pipeline::linefile::AppendFile;
 use trailhose_pipeline::rate::backoff;
@@ -501,7 +501,7 @@ impl Runner {
             self.report.retries += 1;
             if self.breaker.is_open() {
                 let until = if self.control.holds_while_open() {
-                    tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+                    far_future()
                 } else {
                     deadline
                 };
@@ -532,10 +532,8 @@ impl Runner {
                     rand_jitter(),
                 );
                 attempt = attempt.saturating_add(1);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => {}
-                }
+                // Stopped or out of time: the next turn gives up with the reason.
+                let _ = pause(wait, far_future(), &mut stop).await;
             }
         }
         if permanent.is_empty() {

@@ -315,6 +315,25 @@ impl Breaker {
     }
 }
 
+/// Sleeps `d`, but no later than `deadline` and not past a stop request. False when stopped
+/// or the deadline passed: the caller gives up instead of retrying.
+pub async fn pause(d: Duration, deadline: Instant, stop: &mut watch::Receiver<bool>) -> bool {
+    let until = (Instant::now() + d).min(deadline);
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(until) => {}
+        r = stop.changed() => if r.is_ok() && *stop.borrow() { return false },
+    }
+    Instant::now() < deadline && !*stop.borrow()
+}
+
+/// A deadline that never comes: waiting behind an open breaker for as long as it takes.
+pub fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+}
+
 struct BoardInner {
     breakers: Mutex<Vec<Arc<Breaker>>>,
     /// The source can wait for a failing sink indefinitely (the SQS worker: its heartbeat

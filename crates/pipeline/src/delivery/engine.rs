@@ -19,7 +19,7 @@
 //!   source brings the object back; nothing is dead-lettered for a transient or sink-wide
 //!   reason).
 
-use super::breaker::{Admission, Breaker, DeliveryControl, FailureClass};
+use super::breaker::{far_future, pause, Admission, Breaker, DeliveryControl, FailureClass};
 use super::config::DeliveryConfig;
 use super::dead_letters::{DeadLetterPlace, RefusedRecord};
 use crate::ack::AckToken;
@@ -32,7 +32,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use trailhose_core::KeyFields;
 
@@ -584,24 +584,6 @@ enum Final {
     Accepted,
     Rejected(String),
     Failed(String),
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 86_400)
-}
-
-/// Sleeps `d`, but no later than `deadline` and not past a stop request. False when stopped
-/// or the deadline passed.
-async fn pause(d: Duration, deadline: Instant, stop: &mut watch::Receiver<bool>) -> bool {
-    let until = (Instant::now() + d).min(deadline);
-    if *stop.borrow() {
-        return false;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep_until(until) => {}
-        r = stop.changed() => if r.is_ok() && *stop.borrow() { return false },
-    }
-    Instant::now() < deadline && !*stop.borrow()
 }
 
 async fn send_batch<T: Transport>(shared: &Shared<T>, docs: Vec<Doc>) {

@@ -22,7 +22,10 @@ pub mod config;
 pub mod dead_letters;
 pub mod engine;
 
-pub use breaker::{Admission, Breaker, DeliveryControl, FailureClass, OpenBreaker, ProbeSchedule};
+pub use breaker::{
+    far_future, pause, Admission, Breaker, DeliveryControl, FailureClass, OpenBreaker,
+    ProbeSchedule,
+};
 pub use config::{DeliveryConfig, DeliveryOverrides};
 pub use dead_letters::{DeadLetterPlace, LocalDeadLetters, RefusedRecord};
 pub use engine::{BatchSink, Doc, Prepared, Refusal, Transport, Verdict};

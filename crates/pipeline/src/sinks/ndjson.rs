@@ -20,6 +20,7 @@
 
 use crate::ack::AckToken;
 use crate::chunk::{ObjectMeta, RecordChunk, RecordMeta};
+use crate::delivery::breaker::pause;
 use crate::delivery::{
     Admission, Breaker, DeliveryConfig, DeliveryControl, DeliveryOverrides, FailureClass,
 };
@@ -32,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// How a record is written.
@@ -294,20 +295,6 @@ struct FileSink {
     breaker: Arc<Breaker>,
     /// `None` only while a blocking step has it.
     writer: Option<RotatingLines>,
-}
-
-/// Sleeps `d`, but no later than `deadline` and not past a stop request. False when stopped
-/// or the deadline passed.
-async fn pause(d: Duration, deadline: Instant, stop: &mut watch::Receiver<bool>) -> bool {
-    let until = (Instant::now() + d).min(deadline);
-    if *stop.borrow() {
-        return false;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep_until(until) => {}
-        r = stop.changed() => if r.is_ok() && *stop.borrow() { return false },
-    }
-    Instant::now() < deadline && !*stop.borrow()
 }
 
 /// What an I/O error says about the sink: the directory refuses us (permissions, read-only
