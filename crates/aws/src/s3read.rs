@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use trailhose_core::decompress::{classify_io_error, sniff, SNIFF_LEN};
 use trailhose_core::fields::parse_scratch_bytes;
 use trailhose_core::reader::READ_CHUNK;
+use trailhose_core::sync::lock;
 use trailhose_core::{
     DecompressGuard, FieldParser, Format, Limits, ParseError, Record, RecordSpan, RecordSplitter,
     PARSE_BATCH_BYTES,
@@ -168,17 +169,11 @@ struct Probe {
 
 impl Probe {
     fn transport_error(&self) -> Option<String> {
-        match self.transport_error.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        lock(&self.transport_error).clone()
     }
 
     fn set_transport_error(&self, e: &io::Error) {
-        let mut g = match self.transport_error.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut g = lock(&self.transport_error);
         if g.is_none() {
             *g = Some(e.to_string());
         }

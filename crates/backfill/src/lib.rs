@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use trailhose_core::keys::{classify_key, KeyClass, KeyKind};
+use trailhose_core::sync::lock;
 use trailhose_core::Limits;
 use trailhose_pipeline::deadletter::{now_rfc3339, DeadLetter, DeadLetterFile};
 use trailhose_pipeline::emit::ChunkLimits;
@@ -259,10 +260,7 @@ pub async fn run_backfill(
             }
             let delivered = matches!(outcome.await, Ok(ObjectOutcome::Delivered { .. }));
             let note = |msg: String| {
-                let mut f = match failures.lock() {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
+                let mut f = lock(&failures);
                 if f.len() < 100 {
                     f.push(msg);
                 }
@@ -338,10 +336,7 @@ pub async fn run_backfill(
         failed: c.failed.load(Ordering::Relaxed) + list_errors.len() as u64,
         records: c.records.load(Ordering::Relaxed),
         compressed_bytes: c.bytes.load(Ordering::Relaxed),
-        failures: match failures.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        },
+        failures: lock(&failures).clone(),
     };
     report.failures.extend(list_errors);
     Ok(report)

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod notify;
 pub mod reader;
 pub mod splitter;
+pub mod sync;
 pub mod timefmt;
 
 pub use decompress::{DecompressGuard, Format};

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use trailhose_config::cwl::CloudWatchLogsSinkConfig;
+use trailhose_core::sync::lock;
 use trailhose_pipeline::delivery::engine::{Prepare, Prepared, Refusal, SendFuture};
 use trailhose_pipeline::delivery::{BatchSink, DeadLetterPlace, Doc, Transport, Verdict};
 use trailhose_pipeline::template::{NameKind, Template};
@@ -149,13 +150,6 @@ pub struct CwlTransport {
     /// Describe call per batch.
     created_groups: Mutex<HashMap<Arc<str>, Arc<OnceCell<()>>>>,
     created_streams: Mutex<HashMap<Dest, Arc<OnceCell<()>>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 fn split_dest(dest: &str) -> Dest {

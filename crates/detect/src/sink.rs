@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use trailhose_config::detect::{AnomalyConfig, DetectionConfig};
+use trailhose_core::sync::lock;
 use trailhose_pipeline::delivery::{
     far_future, pause, Admission, Breaker, DeliveryConfig, DeliveryControl, FailureClass,
 };
@@ -51,10 +52,7 @@ impl DetectStats {
     }
 
     pub fn anomaly_stats(&self) -> Option<AnomalyStats> {
-        match self.anomaly.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        lock(&self.anomaly).clone()
     }
 }
 
@@ -144,10 +142,7 @@ impl DetectSink {
             per_rule,
             ..Default::default()
         });
-        match registry().lock() {
-            Ok(mut r) => r.push(stats.clone()),
-            Err(p) => p.into_inner().push(stats.clone()),
-        }
+        lock(registry()).push(stats.clone());
         let delivery = DeliveryConfig::default();
         let control = DeliveryControl::new();
         DetectSink {

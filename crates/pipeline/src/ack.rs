@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
+use trailhose_core::sync::lock;
 
 /// The verdict on one object once every sink has answered for every record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,10 +52,7 @@ impl Drop for Inner {
 
 impl Inner {
     fn record_failure(&self, reason: String) {
-        let mut s = match self.state.lock() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
+        let mut s = lock(&self.state);
         // Bound the list: one reason per distinct failure is enough to act on.
         if s.failures.len() < 16 && !s.failures.contains(&reason) {
             s.failures.push(reason);

@@ -29,6 +29,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use trailhose_core::splitter::compact_json_into;
+use trailhose_core::sync::lock;
 
 /// Whether `bytes` hold a line break (a record that must be compacted to fit on one line).
 pub fn has_line_break(bytes: &[u8]) -> bool {
@@ -471,10 +472,7 @@ impl AppendFile {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Open>> {
-        match self.file.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.file)
     }
 
     fn ensure_open<'g>(&self, g: &'g mut Option<Open>) -> io::Result<&'g mut Open> {

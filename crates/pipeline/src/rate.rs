@@ -7,6 +7,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
+use trailhose_core::sync::lock;
 
 /// Additive-increase / multiplicative-decrease of the fraction of the configured rate used.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,10 +113,7 @@ impl RateControl {
     }
 
     fn with_aimd<T>(&self, f: impl FnOnce(&mut Aimd) -> T) -> T {
-        let mut g = match self.aimd.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut g = lock(&self.aimd);
         f(&mut g)
     }
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use trailhose_core::sync::lock;
 
 /// A chunk on its way to the router, with the source's obligation for it.
 pub struct Routed {
@@ -34,17 +35,11 @@ pub struct PipelineStats {
 
 impl PipelineStats {
     pub fn snapshot_by_key(&self) -> BTreeMap<(String, String, String), u64> {
-        match self.by_key.lock() {
-            Ok(m) => m.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        lock(&self.by_key).clone()
     }
 
     pub fn snapshot_dropped_by_rule(&self) -> BTreeMap<String, u64> {
-        match self.dropped_by_rule.lock() {
-            Ok(m) => m.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        lock(&self.dropped_by_rule).clone()
     }
 }
 
@@ -162,10 +157,7 @@ async fn route(
                 if let Some(rule) = filter.name() {
                     let dropped = (chunk.records.len() - sel.len()) as u64;
                     if dropped > 0 {
-                        let mut m = match stats.dropped_by_rule.lock() {
-                            Ok(m) => m,
-                            Err(p) => p.into_inner(),
-                        };
+                        let mut m = lock(&stats.dropped_by_rule);
                         *m.entry(rule.to_string()).or_default() += dropped;
                     }
                 }
@@ -196,10 +188,7 @@ fn count(stats: &PipelineStats, chunk: &RecordChunk) {
     stats
         .record_bytes
         .fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
-    let mut m = match stats.by_key.lock() {
-        Ok(m) => m,
-        Err(p) => p.into_inner(),
-    };
+    let mut m = lock(&stats.by_key);
     let mut last: Option<(&str, &str, &str)> = None;
     let mut run = 0u64;
     // Records of one chunk mostly share their key; count runs to take fewer map lookups.

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use trailhose_core::sync::lock;
 
 /// A chunk handed to one sink, with the subset of its records routed there.
 pub struct Delivery {
@@ -81,10 +82,7 @@ pub struct SinkCounters {
 
 impl SinkCounters {
     pub fn note(&self, e: &str) {
-        let mut v = match self.errors.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut v = lock(&self.errors);
         if v.len() < 8 && !v.iter().any(|x| x == e) {
             v.push(e.to_string());
         }
@@ -93,10 +91,7 @@ impl SinkCounters {
     /// The end-of-run report from the live counters.
     pub fn report(&self) -> SinkReport {
         use std::sync::atomic::Ordering::Relaxed;
-        let errors = match self.errors.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
+        let errors = lock(&self.errors).clone();
         SinkReport {
             name: self.name.clone(),
             records: self.records.load(Relaxed),
@@ -123,9 +118,6 @@ pub fn register_sink_counters(name: &str) -> Arc<SinkCounters> {
         name: name.to_string(),
         ..Default::default()
     });
-    match live_sinks().lock() {
-        Ok(mut g) => g.push(c.clone()),
-        Err(p) => p.into_inner().push(c.clone()),
-    }
+    lock(live_sinks()).push(c.clone());
     c
 }

@@ -4,6 +4,7 @@
 //! evaluates on each record.
 
 use std::sync::{Arc, Mutex};
+use trailhose_core::sync::lock;
 use trailhose_detect::engine::{Engine, Scratch};
 use trailhose_detect::pattern::FilterPattern;
 use trailhose_pipeline::filter::{CompiledFilter, RecordFilter, RecordPredicate};
@@ -16,10 +17,7 @@ pub fn predicate(text: &str) -> Result<RecordPredicate, String> {
     // The router evaluates filters on one task, so the scratch space is never contended.
     let scratch = Mutex::new(Scratch::new());
     Ok(RecordPredicate(Arc::new(move |record, fields| {
-        let mut s = match scratch.lock() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
+        let mut s = lock(&scratch);
         engine.matches(&mut s, record, Some(fields))
     })))
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+use trailhose_core::sync::lock;
 
 /// Sum and count of one stage's latency.
 #[derive(Debug, Default)]
@@ -116,10 +117,7 @@ impl WorkerStats {
         if n == 0 {
             return;
         }
-        let mut m = match self.skipped.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
+        let mut m = lock(&self.skipped);
         *m.entry(reason.to_owned()).or_default() += n;
     }
 
@@ -151,10 +149,7 @@ impl WorkerStats {
             objects_failed_permanent: load(&self.objects_failed_permanent),
             objects_failed_retryable: load(&self.objects_failed_retryable),
             duplicates: load(&self.duplicates),
-            skipped: match self.skipped.lock() {
-                Ok(m) => m.clone(),
-                Err(p) => p.into_inner().clone(),
-            },
+            skipped: lock(&self.skipped).clone(),
             compressed_bytes: load(&self.compressed_bytes),
             decompressed_bytes: load(&self.decompressed_bytes),
             records: load(&self.records),

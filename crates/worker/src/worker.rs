@@ -24,6 +24,7 @@ use trailhose_aws::{stream_object_within, ReadBudget, ReadError, S3Clients};
 use trailhose_config::{Config, SqsSourceConfig};
 use trailhose_core::keys::KeyKind;
 use trailhose_core::notify::{parse_notification, NotificationShape, ObjectRef};
+use trailhose_core::sync::lock;
 use trailhose_core::Limits;
 use trailhose_pipeline::delivery::DeliveryControl;
 use trailhose_pipeline::dir_source::SourceReport;
@@ -204,13 +205,6 @@ struct Ctx {
     /// The sinks' breakers: receiving pauses while one is open.
     control: DeliveryControl,
     sink_failures: std::sync::Mutex<lifecycle::SinkFailures>,
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 impl Ctx {

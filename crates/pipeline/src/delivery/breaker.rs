@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use trailhose_core::sync::lock;
 
 /// Whole-request transient failures in a row that open a breaker.
 pub const TRANSIENT_FAILURES_TO_OPEN: u32 = 3;
@@ -120,18 +121,12 @@ impl Breaker {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.state)
     }
 
     fn notify(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
-        let board = match self.board.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
+        let board = lock(&self.board).clone();
         if let Some(b) = board {
             b.changed.send_modify(|v| *v = v.wrapping_add(1));
         }
@@ -377,27 +372,18 @@ impl DeliveryControl {
             Ok(mut g) => *g = Some(self.inner.clone()),
             Err(p) => *p.into_inner() = Some(self.inner.clone()),
         }
-        match self.inner.breakers.lock() {
-            Ok(mut g) => g.push(b.clone()),
-            Err(p) => p.into_inner().push(b.clone()),
-        }
+        lock(&self.inner.breakers).push(b.clone());
         b
     }
 
     pub fn open_breakers(&self) -> Vec<OpenBreaker> {
-        let all: Vec<Arc<Breaker>> = match self.inner.breakers.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
+        let all: Vec<Arc<Breaker>> = lock(&self.inner.breakers).clone();
         all.iter().filter_map(|b| b.open_state()).collect()
     }
 
     /// Every sink with a breaker, and its state (`None`: closed).
     pub fn states(&self) -> Vec<(String, Option<OpenBreaker>)> {
-        let all: Vec<Arc<Breaker>> = match self.inner.breakers.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
+        let all: Vec<Arc<Breaker>> = lock(&self.inner.breakers).clone();
         all.iter()
             .map(|b| (b.sink().to_string(), b.open_state()))
             .collect()
@@ -427,10 +413,7 @@ impl DeliveryControl {
 
     /// Some open breaker has nothing to probe with (see [`Breaker::starved`]).
     pub fn starved(&self) -> bool {
-        let all: Vec<Arc<Breaker>> = match self.inner.breakers.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
+        let all: Vec<Arc<Breaker>> = lock(&self.inner.breakers).clone();
         all.iter().any(|b| b.starved())
     }
 

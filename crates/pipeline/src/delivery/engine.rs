@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use trailhose_core::sync::lock;
 use trailhose_core::KeyFields;
 
 /// What the destination said about one document (or, as the `Err` of a send, the request).
@@ -185,13 +186,6 @@ pub fn content_id(bytes: &[u8]) -> String {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     format!("th-{h:016x}-{:x}", bytes.len())
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 /// One delivery's obligation, shared by all of its documents wherever they are.
