@@ -23,7 +23,7 @@ pub async fn s3_client(
         return None;
     }
     Some(
-        trailhose_aws::s3_client(&trailhose_aws::AwsSettings {
+        trailhose_awsconf::s3_client(&trailhose_awsconf::AwsSettings {
             region: cfg.region.clone(),
             endpoint_url: cfg.endpoint_url.clone(),
         })

@@ -23,14 +23,11 @@ use trailhose_pipeline::{RecordChunk, RecordMeta};
 /// Builds the CloudWatch Logs client for a sink. SDK retries are off: the delivery engine
 /// retries, so backoff, AIMD, the breaker and `max_retry_duration` are under its control.
 pub async fn client_for(cfg: &CloudWatchLogsSinkConfig) -> Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(r) = &cfg.region {
-        loader = loader.region(aws_config::Region::new(r.clone()));
-    }
-    if let Some(e) = &cfg.endpoint_url {
-        loader = loader.endpoint_url(e);
-    }
-    let sdk = loader.load().await;
+    let sdk = trailhose_awsconf::load_sdk_config(&trailhose_awsconf::AwsSettings {
+        region: cfg.region.clone(),
+        endpoint_url: cfg.endpoint_url.clone(),
+    })
+    .await;
     client_from_with_timeout(
         &sdk,
         Duration::from_millis(cfg.delivery().request_timeout_ms),

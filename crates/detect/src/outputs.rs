@@ -165,14 +165,14 @@ impl Output {
             AlertOutputConfig::Ndjson(n) => Output::ndjson(n.path.clone(), n.fsync),
             AlertOutputConfig::Stdout(_) => Output::stdout(),
             AlertOutputConfig::Sns(s) => {
-                let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-                if let Some(r) = s.region.as_deref().or(arn_region(&s.topic_arn)) {
-                    loader = loader.region(aws_config::Region::new(r.to_owned()));
-                }
-                if let Some(e) = &s.endpoint_url {
-                    loader = loader.endpoint_url(e);
-                }
-                let sdk = loader.load().await;
+                let sdk = trailhose_awsconf::load_sdk_config(&trailhose_awsconf::AwsSettings {
+                    region: s
+                        .region
+                        .clone()
+                        .or_else(|| arn_region(&s.topic_arn).map(str::to_owned)),
+                    endpoint_url: s.endpoint_url.clone(),
+                })
+                .await;
                 Output::sns(aws_sdk_sns::Client::new(&sdk), s.topic_arn.clone())
             }
             AlertOutputConfig::Webhook(w) => Output::webhook(Webhook::new(

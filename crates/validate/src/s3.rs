@@ -2,14 +2,13 @@
 //! metadata `signature`, `signature-algorithm`, `backfill-generation-timestamp`) and for log
 //! files, whose body is streamed through the hasher without being held whole.
 //!
-//! Client construction mirrors `trailhose_aws::S3Clients` (endpoint override ⇒ path-style
-//! addressing) and, like aws-cli's `S3ClientProvider`, asks GetBucketLocation for the bucket's
+//! Clients come from `trailhose-awsconf` (endpoint override ⇒ path-style addressing) and, like aws-cli's `S3ClientProvider`, asks GetBucketLocation for the bucket's
 //! Region. Errors are rendered from the SDK's error metadata (code and message), never from
 //! credentials.
 
 use crate::loghash::{GzipSha256, LogHash};
 use crate::store::{LogError, Store, StoreError, StoredDigest};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use std::collections::BTreeMap;
@@ -60,11 +59,7 @@ fn err_text<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> String {
 }
 
 fn client_for(base: &SdkConfig, region: &str) -> aws_sdk_s3::Client {
-    let mut b = aws_sdk_s3::config::Builder::from(base).region(Region::new(region.to_owned()));
-    if base.endpoint_url().is_some() {
-        b = b.force_path_style(true);
-    }
-    aws_sdk_s3::Client::from_conf(b.build())
+    trailhose_awsconf::s3_client_in(base, region)
 }
 
 impl S3Store {
@@ -116,14 +111,11 @@ impl S3Store {
 
     /// Loads the SDK configuration (default credential chain) and connects.
     pub async fn connect(settings: &S3Settings, bucket: String, prefix: String) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(r) = &settings.region {
-            loader = loader.region(Region::new(r.clone()));
-        }
-        if let Some(e) = &settings.endpoint_url {
-            loader = loader.endpoint_url(e);
-        }
-        let cfg = loader.load().await;
+        let cfg = trailhose_awsconf::load_sdk_config(&trailhose_awsconf::AwsSettings {
+            region: settings.region.clone(),
+            endpoint_url: settings.endpoint_url.clone(),
+        })
+        .await;
         Self::from_sdk_config(&cfg, bucket, prefix).await
     }
 

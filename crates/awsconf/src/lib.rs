@@ -1,7 +1,16 @@
-//! SDK configuration and S3 clients.
+//! The AWS SDK setup every AWS-using crate shares — the leaf they all depend on, which
+//! depends on no pipeline type: the SDK configuration from a region and an endpoint override
+//! (emulators, VPC endpoints), S3 clients per region and assumed role (path-style addressing
+//! behind an endpoint override), and the one place a client's region for a bucket is decided.
+//!
+//! Service-specific retry and timeout policies stay with their users (the CloudWatch Logs
+//! client turns SDK retries off because the delivery engine retries; the SQS client's read
+//! timeout outlasts its long poll).
+
+pub use aws_config::SdkConfig;
 
 use aws_config::sts::AssumeRoleProvider;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{BehaviorVersion, Region};
 use std::collections::HashMap;
 use tokio::sync::Mutex;
 
@@ -28,6 +37,16 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
         loader = loader.endpoint_url(endpoint);
     }
     loader.load().await
+}
+
+/// An S3 client on `base` for `region` (path-style addressing when an endpoint override is
+/// set: emulators serve every bucket on one host).
+pub fn s3_client_in(base: &SdkConfig, region: &str) -> aws_sdk_s3::Client {
+    let mut b = aws_sdk_s3::config::Builder::from(base).region(Region::new(region.to_owned()));
+    if base.endpoint_url().is_some() {
+        b = b.force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(b.build())
 }
 
 /// One S3 client for `settings` (its region, or the default chain's; path-style addressing
