@@ -544,6 +544,16 @@ pub async fn stream_object_within(
     (report, result)
 }
 
+impl trailhose_pipeline::settle::ReadFault for ReadError {
+    fn kind(&self) -> &'static str {
+        ReadError::kind(self)
+    }
+
+    fn is_retryable(&self) -> bool {
+        ReadError::is_retryable(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

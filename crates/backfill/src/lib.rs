@@ -20,7 +20,8 @@ use trailhose_core::sync::lock;
 use trailhose_core::Limits;
 use trailhose_pipeline::deadletter::{now_rfc3339, DeadLetter, DeadLetterFile};
 use trailhose_pipeline::emit::ChunkLimits;
-use trailhose_pipeline::{ObjectAck, ObjectMeta, ObjectOutcome, Routed};
+use trailhose_pipeline::settle::{settle, Settlement};
+use trailhose_pipeline::{ObjectAck, ObjectMeta, Routed};
 
 #[derive(Debug, Clone)]
 pub struct BackfillOptions {
@@ -258,28 +259,35 @@ pub async fn run_backfill(
             if let Some(p) = &progress {
                 p.inc(report.compressed_bytes);
             }
-            let delivered = matches!(outcome.await, Ok(ObjectOutcome::Delivered { .. }));
+            let outcome = outcome.await.ok();
             let note = |msg: String| {
                 let mut f = lock(&failures);
                 if f.len() < 100 {
                     f.push(msg);
                 }
             };
-            match (&result, delivered) {
-                (Ok(()), true) => {
+            match settle(
+                result.as_ref().map(|_| ()),
+                report.records,
+                outcome.as_ref(),
+            ) {
+                Settlement::Delivered { .. } => {
                     counters.delivered.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = cp.mark_done(&key) {
                         note(format!("checkpoint {}: {e}", cp.path().display()));
                     }
                 }
-                (Err(e), true) if !e.is_retryable() => {
+                Settlement::DeadLetter {
+                    kind,
+                    reason,
+                    records_before_fault,
+                } => {
                     // Records before the fault were delivered; the rest cannot be read.
-                    let reason = e.to_string();
                     let entry = DeadLetter {
                         source: &meta.source,
-                        kind: e.kind(),
+                        kind,
                         reason: &reason,
-                        records_before_fault: report.records,
+                        records_before_fault,
                         time: now_rfc3339(),
                     };
                     match dlq.write(&entry).await {
@@ -299,13 +307,9 @@ pub async fn run_backfill(
                     }
                     note(format!("{}: {reason}", meta.source));
                 }
-                (r, _) => {
+                Settlement::Retry { reason, .. } => {
                     counters.failed.fetch_add(1, Ordering::Relaxed);
-                    let why = match r {
-                        Err(e) => e.to_string(),
-                        Ok(()) => "a sink did not acknowledge every record".into(),
-                    };
-                    note(format!("{}: {why} (left for the next run)", meta.source));
+                    note(format!("{}: {reason} (left for the next run)", meta.source));
                 }
             }
             drop(permit);

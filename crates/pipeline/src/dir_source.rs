@@ -1,11 +1,12 @@
 //! The local source: a directory tree in S3 key layout (what `aws s3 sync` of a CloudTrail
 //! bucket produces), read in parallel on blocking threads.
 
-use crate::ack::{ObjectAck, ObjectOutcome};
+use crate::ack::ObjectAck;
 use crate::chunk::ObjectMeta;
 use crate::deadletter::{now_rfc3339, DeadLetter, DeadLetterFile};
 use crate::emit::{emit_reader, ChunkLimits};
 use crate::router::Routed;
+use crate::settle::{settle, Settlement};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -162,23 +163,32 @@ pub async fn run_dir_source(
                     }),
                 ),
             };
-            let failure = match &result {
-                Ok(()) => None,
-                Err(e) => {
+            let outcome = outcome.await.ok();
+            let read = result.as_ref().map(|_| ());
+            let unreadable = result.as_ref().err().map(|e| format!("{}: {e}", meta.source));
+            let delivered = match settle(read, stats.records, outcome.as_ref()) {
+                Settlement::Delivered { .. } => true,
+                Settlement::DeadLetter {
+                    kind,
+                    reason,
+                    records_before_fault,
+                } => {
                     let entry = DeadLetter {
                         source: &meta.source,
-                        kind: e.kind(),
-                        reason: &e.to_string(),
-                        records_before_fault: stats.records,
+                        kind,
+                        reason: &reason,
+                        records_before_fault,
                         time: now_rfc3339(),
                     };
                     if let Err(we) = dlq.write(&entry).await {
                         tracing::error!(place = %dlq.describe(), error = %we, "cannot write dead letter");
                     }
-                    Some(format!("{}: {e}", meta.source))
+                    true
                 }
+                // A local run cannot come back to the file: it counts as not delivered.
+                Settlement::Retry { .. } => false,
             };
-            let delivered = matches!(outcome.await, Ok(ObjectOutcome::Delivered { .. }));
+            let failure = unreadable;
             (stats, failure, delivered)
         });
         // Reap finished files as we go so the set does not grow with the tree.

@@ -13,6 +13,8 @@
 //!   line, rotation, unique names per process).
 //! - [`delivery`]: the delivery contract: one engine for batched sinks, failure classes,
 //!   circuit breakers, durable dead-letter places.
+//! - [`settle`]: the one rule by which every source settles an object (forget, dead-letter,
+//!   retry).
 //! - [`rate`]: request/byte rate limits, AIMD and backoff shared by the batched network sinks.
 
 pub mod ack;
@@ -26,6 +28,7 @@ pub mod filter;
 pub mod linefile;
 pub mod rate;
 pub mod router;
+pub mod settle;
 pub mod sink;
 pub mod sinks;
 pub mod template;

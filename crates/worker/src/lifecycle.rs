@@ -11,7 +11,8 @@ pub mod kind {
     pub const BAD_NOTIFICATION: &str = "bad_notification";
     pub const BUCKET_NOT_ALLOWED: &str = "bucket_not_allowed";
     pub const MAX_RECEIVE_COUNT: &str = "max_receive_count";
-    pub const SINK_FAILED: &str = "sink_failed";
+    /// A sink did not take every record (the shared settle rule's label).
+    pub const SINK_FAILED: &str = trailhose_pipeline::settle::kind::SINK_FAILED;
 }
 
 /// Retry policy of the source.

@@ -29,7 +29,8 @@ use trailhose_core::Limits;
 use trailhose_pipeline::delivery::DeliveryControl;
 use trailhose_pipeline::dir_source::SourceReport;
 use trailhose_pipeline::emit::ChunkLimits;
-use trailhose_pipeline::{ObjectAck, ObjectMeta, ObjectOutcome, Pipeline, Routed, SinkReport};
+use trailhose_pipeline::settle::{settle, Settlement};
+use trailhose_pipeline::{ObjectAck, ObjectMeta, Pipeline, Routed, SinkReport};
 
 /// Everything the worker needs from the configuration, in API units.
 #[derive(Debug, Clone)]
@@ -834,55 +835,55 @@ async fn process_object_in_span(
     }
     stats.latency_read.record(read_started.elapsed());
     let label = format!("s3://{}/{}", o.bucket, o.key);
-    if let Err(e) = &result {
-        if e.is_retryable() {
-            WorkerStats::inc(&stats.objects_failed_retryable);
-            tracing::warn!(object = %label, kind = e.kind(), error = %e, "retryable read failure");
-            return ObjectResult::Retryable {
-                kind: e.kind().to_owned(),
-                reason: e.to_string(),
-            };
-        }
-    }
-    let ack_started = Instant::now();
-    let outcome = tokio::select! {
-        o = outcome.instrument(tracing::info_span!("deliver")) => o,
-        _ = phase.wait_for(|p| *p >= Phase::Abandon) => return ObjectResult::Interrupted,
+    let read = result.as_ref().map(|_| ());
+    // A transient read fault is retried at once, without waiting for the acknowledgements.
+    let settlement = if matches!(read, Err(e) if e.is_retryable()) {
+        settle(read, report.records, None)
+    } else {
+        let ack_started = Instant::now();
+        let outcome = tokio::select! {
+            o = outcome.instrument(tracing::info_span!("deliver")) => o,
+            _ = phase.wait_for(|p| *p >= Phase::Abandon) => return ObjectResult::Interrupted,
+        };
+        stats.latency_ack.record(ack_started.elapsed());
+        settle(read, report.records, outcome.ok().as_ref())
     };
-    stats.latency_ack.record(ack_started.elapsed());
-    match (result, outcome) {
-        (_, Ok(ObjectOutcome::Failed { reasons })) => {
-            WorkerStats::inc(&stats.objects_failed_retryable);
-            tracing::warn!(object = %label, reasons = ?reasons, "a sink did not take the object");
-            ObjectResult::Retryable {
-                kind: lifecycle::kind::SINK_FAILED.into(),
-                reason: reasons.join("; "),
-            }
-        }
-        (_, Err(_)) => {
-            WorkerStats::inc(&stats.objects_failed_retryable);
-            ObjectResult::Retryable {
-                kind: "ack_lost".into(),
-                reason: "the acknowledgement was lost".into(),
-            }
-        }
-        (Ok(()), Ok(ObjectOutcome::Delivered { .. })) => {
+    match settlement {
+        Settlement::Delivered { records } => {
             ctx.remember(identity);
             WorkerStats::inc(&stats.objects_delivered);
             if let Some(t) = lifecycle::key_time_ms(&o.key) {
                 stats.lag(now_ms() - t);
             }
-            ObjectResult::Delivered {
-                records: report.records,
+            ObjectResult::Delivered { records }
+        }
+        Settlement::DeadLetter {
+            kind,
+            reason,
+            records_before_fault,
+        } => {
+            WorkerStats::inc(&stats.objects_failed_permanent);
+            tracing::warn!(object = %label, kind, error = %reason, "object cannot be read");
+            ObjectResult::Permanent {
+                kind: kind.to_owned(),
+                reason,
+                records_before_fault,
             }
         }
-        (Err(e), Ok(ObjectOutcome::Delivered { .. })) => {
-            WorkerStats::inc(&stats.objects_failed_permanent);
-            tracing::warn!(object = %label, kind = e.kind(), error = %e, "object cannot be read");
-            ObjectResult::Permanent {
-                kind: e.kind().to_owned(),
-                reason: e.to_string(),
-                records_before_fault: report.records,
+        Settlement::Retry {
+            kind,
+            reason,
+            sink_caused,
+        } => {
+            WorkerStats::inc(&stats.objects_failed_retryable);
+            if sink_caused {
+                tracing::warn!(object = %label, reasons = %reason, "a sink did not take the object");
+            } else {
+                tracing::warn!(object = %label, kind, error = %reason, "retryable failure");
+            }
+            ObjectResult::Retryable {
+                kind: kind.to_owned(),
+                reason,
             }
         }
     }
