@@ -12,16 +12,34 @@ use trailhose_config::Config;
 use trailhose_pipeline::emit::ChunkLimits;
 use trailhose_pipeline::Pipeline;
 
+#[derive(clap::Args)]
 pub struct Args {
+    /// s3://bucket[/prefix][/AWSLogs/[o-id/]]
     pub target: String,
+    /// First day, YYYY-MM-DD (UTC).
+    #[arg(long)]
     pub start: String,
+    /// Last day, YYYY-MM-DD (UTC), inclusive.
+    #[arg(long)]
     pub end: String,
+    /// Config whose [[sinks]] receive the records (its [source] is not used).
+    #[arg(long, short = 'c', default_value = "config/local.toml")]
     pub config: PathBuf,
+    /// Resumable checkpoint: objects already delivered are skipped.
+    #[arg(long, default_value = "trailhose-backfill.checkpoint")]
     pub checkpoint: PathBuf,
+    #[arg(long)]
     pub region: Option<String>,
+    /// Endpoint override (e.g. an S3-compatible store or an emulator).
+    #[arg(long)]
     pub endpoint_url: Option<String>,
+    /// Only these accounts (repeatable).
+    #[arg(long = "account")]
     pub accounts: Vec<String>,
+    /// Only these regions (repeatable).
+    #[arg(long = "only-region")]
     pub regions: Vec<String>,
+    #[arg(long, default_value_t = 8)]
     pub objects_in_flight: usize,
 }
 

@@ -170,3 +170,62 @@ pub fn cat(
     out.flush()?;
     Ok(report)
 }
+
+/// `trailhose cat`.
+#[derive(clap::Args)]
+pub struct CatArgs {
+    #[arg(required = true)]
+    paths: Vec<std::path::PathBuf>,
+    /// Files parsed in parallel (default: one per core).
+    #[arg(long, short = 'j')]
+    jobs: Option<usize>,
+    /// Largest record accepted, in bytes.
+    #[arg(long, default_value_t = trailhose_core::Limits::default().max_record_bytes)]
+    max_record_bytes: usize,
+}
+
+pub fn run(args: &CatArgs) -> anyhow::Result<std::process::ExitCode> {
+    use anyhow::Context;
+    use std::process::ExitCode;
+    let limits = trailhose_core::Limits {
+        max_record_bytes: args.max_record_bytes,
+        ..trailhose_core::Limits::default()
+    };
+    let paths = &args.paths;
+    let jobs = args.jobs;
+    let (files, _digests) = expand(paths)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let progress = trailhose_ops::progress::Progress::new("cat", Some(total), true);
+    let result = cat(
+        &files,
+        &limits,
+        jobs.unwrap_or_else(crate::default_jobs),
+        &mut out,
+        Some(&progress),
+    );
+    progress.finish();
+    let report = match result {
+        Ok(r) => r,
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Err(e) => return Err(e).context("writing stdout"),
+    };
+    drop(out);
+    for (path, err, before) in &report.failures {
+        eprintln!(
+            "trailhose: {}: {err} ({before} records before the fault were written)",
+            path.display()
+        );
+    }
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

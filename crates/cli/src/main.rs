@@ -3,7 +3,9 @@
 mod backfill;
 mod bench;
 mod cat;
+mod check;
 mod demo;
+mod generate;
 mod generate_digests;
 #[cfg(feature = "query")]
 mod query;
@@ -15,11 +17,9 @@ mod validate_bench;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use trailhose_config::Config;
-use trailhose_core::Limits;
 
 #[derive(Parser)]
 #[command(
@@ -39,58 +39,9 @@ struct Cli {
 enum Command {
     /// Unroll local CloudTrail files or directories to NDJSON on stdout (one record per line,
     /// byte-identical to the source record).
-    Cat {
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Files parsed in parallel (default: one per core).
-        #[arg(long, short = 'j')]
-        jobs: Option<usize>,
-        /// Largest record accepted, in bytes.
-        #[arg(long, default_value_t = Limits::default().max_record_bytes)]
-        max_record_bytes: usize,
-    },
+    Cat(cat::CatArgs),
     /// Generate a deterministic synthetic org-trail corpus in S3 key layout.
-    Generate {
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 10_000)]
-        events: u64,
-        #[arg(long, default_value_t = 3)]
-        accounts: u32,
-        #[arg(long, default_value_t = 2)]
-        regions: u32,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long, default_value_t = 1000)]
-        events_per_file: u32,
-        /// gzip level 0–9 (lower is faster to generate).
-        #[arg(long, default_value_t = 6)]
-        gzip_level: u32,
-        /// Inject known detections, comma-separated: `violations` (one record per rule of the
-        /// built-in pack), `anomalies` (an API call burst and an error-rate spike).
-        #[arg(long, value_delimiter = ',', value_parser = ["violations", "anomalies"])]
-        inject: Vec<String>,
-        /// Write what was injected (event ids, expected rules, expected Insights) as JSON here.
-        #[arg(long, requires = "inject")]
-        inject_manifest: Option<PathBuf>,
-        /// Also write a signed hourly digest chain per account/region (`.sig` sidecars hold
-        /// the signatures) and the public key, for `trailhose validate`.
-        #[arg(long, requires = "signing_key")]
-        digests: bool,
-        /// RSA private key (PEM) that signs the digests; created (2048-bit) when missing.
-        #[arg(long)]
-        signing_key: Option<PathBuf>,
-        /// Where the public key `<fingerprint>.der` goes (default: `public-keys/` next to the
-        /// signing key).
-        #[arg(long)]
-        public_key_dir: Option<PathBuf>,
-        /// Bucket name the digests record.
-        #[arg(long, default_value = "trailhose-sample")]
-        digest_bucket: String,
-        /// Trail name in the digest keys.
-        #[arg(long, default_value = "org-trail")]
-        trail_name: String,
-    },
+    Generate(generate::GenerateArgs),
     /// Validate CloudTrail log file integrity (digest chains, signatures, log file hashes) of a
     /// local S3-layout directory or s3://bucket/prefix; exit 0 only when all is valid.
     Validate(validate::ValidateArgs),
@@ -129,61 +80,14 @@ enum Command {
         events: u64,
     },
     /// Validate a config file; prints every problem with its location.
-    CheckConfig { file: PathBuf },
+    CheckConfig(check::CheckArgs),
     /// Ship history older than the queue: list the trail's key layout by date (accounts ×
     /// regions × days, in parallel) and run the objects through the sinks of a config.
-    Backfill {
-        /// s3://bucket[/prefix][/AWSLogs/[o-id/]]
-        target: String,
-        /// First day, YYYY-MM-DD (UTC).
-        #[arg(long)]
-        start: String,
-        /// Last day, YYYY-MM-DD (UTC), inclusive.
-        #[arg(long)]
-        end: String,
-        /// Config whose [[sinks]] receive the records (its [source] is not used).
-        #[arg(long, short = 'c', default_value = "config/local.toml")]
-        config: PathBuf,
-        /// Resumable checkpoint: objects already delivered are skipped.
-        #[arg(long, default_value = "trailhose-backfill.checkpoint")]
-        checkpoint: PathBuf,
-        #[arg(long)]
-        region: Option<String>,
-        /// Endpoint override (e.g. an S3-compatible store or an emulator).
-        #[arg(long)]
-        endpoint_url: Option<String>,
-        /// Only these accounts (repeatable).
-        #[arg(long = "account")]
-        accounts: Vec<String>,
-        /// Only these regions (repeatable).
-        #[arg(long = "only-region")]
-        regions: Vec<String>,
-        #[arg(long, default_value_t = 8)]
-        objects_in_flight: usize,
-    },
+    Backfill(backfill::Args),
     /// Ship dead-lettered records again: every NDJSON(.gz) object under an s3:// prefix (or a
     /// local dead-letter file) goes, record by record, to the sink its line names (or
     /// --sink) of a config; prints counts; exit 1 unless everything was acknowledged.
-    Replay {
-        /// s3://bucket/prefix/ of dead-letter objects, or a local dead-letter file.
-        target: String,
-        /// Config whose [[sinks]] receive the records (its [source] is not used).
-        #[arg(long, short = 'c', default_value = "config/local.toml")]
-        config: PathBuf,
-        /// Send every record to this sink instead of the one its line names.
-        #[arg(long)]
-        sink: Option<String>,
-        /// Delete each object (file) once all its records were acknowledged (delivered or
-        /// dead-lettered again); objects with anything else in them are kept.
-        #[arg(long)]
-        delete: bool,
-        /// Region of the bucket (default: `[dead_letter] region`, else the SDK's chain).
-        #[arg(long)]
-        region: Option<String>,
-        /// Endpoint override (an S3-compatible store or an emulator).
-        #[arg(long)]
-        endpoint_url: Option<String>,
-    },
+    Replay(replay::Args),
     /// Detection rules: test a filter pattern against local files, list the rule pack.
     Rules {
         #[command(subcommand)]
@@ -274,7 +178,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn default_jobs() -> usize {
+pub(crate) fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
@@ -292,102 +196,8 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Command) -> Result<ExitCode> {
     match cmd {
-        Command::Cat {
-            paths,
-            jobs,
-            max_record_bytes,
-        } => {
-            let limits = Limits {
-                max_record_bytes,
-                ..Limits::default()
-            };
-            let (files, _digests) = cat::expand(&paths)?;
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            let total: u64 = files
-                .iter()
-                .filter_map(|f| std::fs::metadata(f).ok())
-                .map(|m| m.len())
-                .sum();
-            let progress = trailhose_ops::progress::Progress::new("cat", Some(total), true);
-            let result = cat::cat(
-                &files,
-                &limits,
-                jobs.unwrap_or_else(default_jobs),
-                &mut out,
-                Some(&progress),
-            );
-            progress.finish();
-            let report = match result {
-                Ok(r) => r,
-                // A closed pipe (`| head`) is the reader's choice, not an error.
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                    return Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => return Err(e).context("writing stdout"),
-            };
-            drop(out);
-            for (path, err, before) in &report.failures {
-                eprintln!(
-                    "trailhose: {}: {err} ({before} records before the fault were written)",
-                    path.display()
-                );
-            }
-            Ok(if report.failures.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
-        Command::Generate {
-            out,
-            events,
-            accounts,
-            regions,
-            seed,
-            events_per_file,
-            gzip_level,
-            inject,
-            inject_manifest,
-            digests,
-            signing_key,
-            public_key_dir,
-            digest_bucket,
-            trail_name,
-        } => {
-            let opts = trailhose_gen::GenOptions {
-                events,
-                accounts,
-                regions,
-                seed,
-                events_per_file,
-                gzip_level,
-                inject: rules::inject_options(&inject),
-                ..Default::default()
-            };
-            let s = trailhose_gen::generate(&out, &opts)
-                .with_context(|| format!("generating into {}", out.display()))?;
-            println!(
-                "generated {} records in {} files under {} ({:.1} MB uncompressed, {:.1} MB compressed)",
-                s.records,
-                s.files.len(),
-                out.display(),
-                s.uncompressed_bytes as f64 / 1e6,
-                s.compressed_bytes as f64 / 1e6
-            );
-            rules::report_injected(&s, inject_manifest.as_deref())?;
-            if let (true, Some(signing_key)) = (digests, signing_key) {
-                let o = generate_digests::DigestOptions {
-                    signing_key,
-                    public_key_dir,
-                    bucket: digest_bucket,
-                    trail_name,
-                };
-                let w = generate_digests::write_digests(&out, &s, &o)?;
-                generate_digests::print(&w, &o);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Cat(args) => cat::run(&args),
+        Command::Generate(args) => generate::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::BenchValidate { dir, events, runs } => {
             validate_bench::bench_validate(dir, events, runs)
@@ -408,104 +218,10 @@ fn dispatch(cmd: Command) -> Result<ExitCode> {
         Command::Query(args) => query::query(&args),
         #[cfg(feature = "query")]
         Command::Lookup(args) => query::lookup(&args),
-        Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(mut cfg) => {
-                let sinks: Vec<&str> = cfg.sinks.iter().map(|s| s.name()).collect();
-                println!(
-                    "{}: ok ({} sinks: {})",
-                    file.display(),
-                    sinks.len(),
-                    sinks.join(", "),
-                );
-                // The worker applies these at start, so the bound is the one `run` would have.
-                if let trailhose_config::SourceConfig::Sqs(s) = &mut cfg.source {
-                    match s.apply_env(|k| std::env::var(k).ok()) {
-                        Ok(applied) if !applied.is_empty() => {
-                            println!("  with environment overrides: {}", applied.join(", "))
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            let _ = writeln!(std::io::stderr(), "{}: {e}", file.display());
-                            return Ok(ExitCode::from(1));
-                        }
-                    }
-                    let problems = cfg.problems();
-                    if !problems.is_empty() {
-                        let _ = writeln!(
-                            std::io::stderr(),
-                            "{}: with the environment overrides: {}",
-                            file.display(),
-                            problems.join("; ")
-                        );
-                        return Ok(ExitCode::from(1));
-                    }
-                }
-                print!("{}", cfg.memory_bound(default_jobs()).render());
-                for w in cfg.warnings() {
-                    let _ = writeln!(std::io::stderr(), "{}: warning: {w}", file.display());
-                }
-                // Filter patterns compile now, not when `run` starts.
-                for s in &cfg.sinks {
-                    if let Err(e) = run::compile_filter(s.name(), s.filter()) {
-                        let _ = writeln!(std::io::stderr(), "{}: {e:#}", file.display());
-                        return Ok(ExitCode::from(1));
-                    }
-                }
-                if let Some(d) = &cfg.detection {
-                    match rules::check(d) {
-                        Ok(s) => println!("  {s}"),
-                        Err(e) => {
-                            let _ = writeln!(std::io::stderr(), "{}: {e:#}", file.display());
-                            return Ok(ExitCode::from(1));
-                        }
-                    }
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                let _ = writeln!(std::io::stderr(), "{e}");
-                Ok(ExitCode::from(1))
-            }
-        },
-        Command::Replay {
-            target,
-            config,
-            sink,
-            delete,
-            region,
-            endpoint_url,
-        } => replay::replay(replay::Args {
-            target,
-            config,
-            sink,
-            delete,
-            region,
-            endpoint_url,
-        }),
+        Command::CheckConfig(args) => check::run(&args),
+        Command::Replay(args) => replay::replay(args),
         Command::Rules { cmd } => rules::run(cmd),
         Command::Bench { dir, events, runs } => bench::bench(dir, events, runs),
-        Command::Backfill {
-            target,
-            start,
-            end,
-            config,
-            checkpoint,
-            region,
-            endpoint_url,
-            accounts,
-            regions,
-            objects_in_flight,
-        } => backfill::backfill(backfill::Args {
-            target,
-            start,
-            end,
-            config,
-            checkpoint,
-            region,
-            endpoint_url,
-            accounts,
-            regions,
-            objects_in_flight,
-        }),
+        Command::Backfill(args) => backfill::backfill(args),
     }
 }

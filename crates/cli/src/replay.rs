@@ -11,12 +11,25 @@ use trailhose_aws::replay::{
 use trailhose_config::Config;
 use trailhose_pipeline::emit::ChunkLimits;
 
+#[derive(clap::Args)]
 pub struct Args {
+    /// s3://bucket/prefix/ of dead-letter objects, or a local dead-letter file.
     pub target: String,
+    /// Config whose [[sinks]] receive the records (its [source] is not used).
+    #[arg(long, short = 'c', default_value = "config/local.toml")]
     pub config: PathBuf,
+    /// Send every record to this sink instead of the one its line names.
+    #[arg(long)]
     pub sink: Option<String>,
+    /// Delete each object (file) once all its records were acknowledged (delivered or
+    /// dead-lettered again); objects with anything else in them are kept.
+    #[arg(long)]
     pub delete: bool,
+    /// Region of the bucket (default: `[dead_letter] region`, else the SDK's chain).
+    #[arg(long)]
     pub region: Option<String>,
+    /// Endpoint override (an S3-compatible store or an emulator).
+    #[arg(long)]
     pub endpoint_url: Option<String>,
 }
 
