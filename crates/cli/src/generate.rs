@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args, Clone)]
+#[derive(clap::Args)]
 pub struct GenerateArgs {
     #[arg(long)]
     pub out: PathBuf,
@@ -50,33 +50,18 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: &GenerateArgs) -> Result<ExitCode> {
-    let GenerateArgs {
-        out,
-        events,
-        accounts,
-        regions,
-        seed,
-        events_per_file,
-        gzip_level,
-        inject,
-        inject_manifest,
-        digests,
-        signing_key,
-        public_key_dir,
-        digest_bucket,
-        trail_name,
-    } = args.clone();
+    let out = &args.out;
     let opts = trailhose_gen::GenOptions {
-        events,
-        accounts,
-        regions,
-        seed,
-        events_per_file,
-        gzip_level,
-        inject: rules::inject_options(&inject),
+        events: args.events,
+        accounts: args.accounts,
+        regions: args.regions,
+        seed: args.seed,
+        events_per_file: args.events_per_file,
+        gzip_level: args.gzip_level,
+        inject: rules::inject_options(&args.inject),
         ..Default::default()
     };
-    let s = trailhose_gen::generate(&out, &opts)
+    let s = trailhose_gen::generate(out, &opts)
         .with_context(|| format!("generating into {}", out.display()))?;
     println!(
         "generated {} records in {} files under {} ({:.1} MB uncompressed, {:.1} MB compressed)",
@@ -86,15 +71,15 @@ pub fn run(args: &GenerateArgs) -> Result<ExitCode> {
         s.uncompressed_bytes as f64 / 1e6,
         s.compressed_bytes as f64 / 1e6
     );
-    rules::report_injected(&s, inject_manifest.as_deref())?;
-    if let (true, Some(signing_key)) = (digests, signing_key) {
+    rules::report_injected(&s, args.inject_manifest.as_deref())?;
+    if let (true, Some(signing_key)) = (args.digests, &args.signing_key) {
         let o = generate_digests::DigestOptions {
-            signing_key,
-            public_key_dir,
-            bucket: digest_bucket,
-            trail_name,
+            signing_key: signing_key.clone(),
+            public_key_dir: args.public_key_dir.clone(),
+            bucket: args.digest_bucket.clone(),
+            trail_name: args.trail_name.clone(),
         };
-        let w = generate_digests::write_digests(&out, &s, &o)?;
+        let w = generate_digests::write_digests(out, &s, &o)?;
         generate_digests::print(&w, &o);
     }
     Ok(ExitCode::SUCCESS)
