@@ -85,58 +85,7 @@ async fn counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
 
 /// Every message in the log groups under `prefix` at `endpoint`, sorted.
 async fn cwl_records(endpoint: &str, prefix: &str) -> Vec<Vec<u8>> {
-    let sdk = trailhose_testkit::sdk_config_at(endpoint, REGION).await;
-    let cwl = aws_sdk_cloudwatchlogs::Client::new(&sdk);
-    let mut out = Vec::new();
-    let groups = cwl
-        .describe_log_groups()
-        .log_group_name_prefix(prefix)
-        .send()
-        .await
-        .expect("describe log groups")
-        .log_groups
-        .unwrap_or_default();
-    for g in groups {
-        let group = g.log_group_name.unwrap_or_default();
-        let streams = cwl
-            .describe_log_streams()
-            .log_group_name(&group)
-            .send()
-            .await
-            .expect("describe log streams")
-            .log_streams
-            .unwrap_or_default();
-        for s in streams {
-            let stream = s.log_stream_name.unwrap_or_default();
-            let mut token: Option<String> = None;
-            loop {
-                let page = cwl
-                    .get_log_events()
-                    .log_group_name(&group)
-                    .log_stream_name(&stream)
-                    .start_from_head(true)
-                    .set_next_token(token.clone())
-                    .send()
-                    .await
-                    .expect("get log events");
-                let events = page.events.unwrap_or_default();
-                let empty = events.is_empty();
-                out.extend(
-                    events
-                        .into_iter()
-                        .filter_map(|e| e.message)
-                        .map(String::into_bytes),
-                );
-                let next = page.next_forward_token;
-                if empty || next.is_none() || next == token {
-                    break;
-                }
-                token = next;
-            }
-        }
-    }
-    out.sort();
-    out
+    trailhose_testkit::cloudwatch_messages(endpoint, REGION, prefix).await
 }
 
 fn spawn(config: &Path, stderr: &Path) -> std::process::Child {

@@ -150,3 +150,60 @@ pub fn s3_client_for(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
             .build(),
     )
 }
+
+/// Every message CloudWatch Logs at `endpoint` holds in the log groups under `prefix`, sorted:
+/// what a test compares with the records it shipped.
+pub async fn cloudwatch_messages(endpoint: &str, region: &str, prefix: &str) -> Vec<Vec<u8>> {
+    let sdk = sdk_config_at(endpoint, region).await;
+    let cwl = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let mut out = Vec::new();
+    let groups = cwl
+        .describe_log_groups()
+        .log_group_name_prefix(prefix)
+        .send()
+        .await
+        .expect("describe log groups")
+        .log_groups
+        .unwrap_or_default();
+    for g in groups {
+        let group = g.log_group_name.unwrap_or_default();
+        let streams = cwl
+            .describe_log_streams()
+            .log_group_name(&group)
+            .send()
+            .await
+            .expect("describe log streams")
+            .log_streams
+            .unwrap_or_default();
+        for s in streams {
+            let stream = s.log_stream_name.unwrap_or_default();
+            let mut token: Option<String> = None;
+            loop {
+                let page = cwl
+                    .get_log_events()
+                    .log_group_name(&group)
+                    .log_stream_name(&stream)
+                    .start_from_head(true)
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .expect("get log events");
+                let events = page.events.unwrap_or_default();
+                let empty = events.is_empty();
+                out.extend(
+                    events
+                        .into_iter()
+                        .filter_map(|e| e.message)
+                        .map(String::into_bytes),
+                );
+                let next = page.next_forward_token;
+                if empty || next.is_none() || next == token {
+                    break;
+                }
+                token = next;
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -435,58 +435,7 @@ dead_letter = "{dl}"
     /// Every message CloudWatch Logs holds under this scenario's groups, at `endpoint` (read
     /// directly from moto, not through the proxy), sorted.
     async fn cwl_records(&self, endpoint: &str) -> Vec<Vec<u8>> {
-        let sdk = trailhose_testkit::sdk_config_at(endpoint, REGION).await;
-        let cwl = aws_sdk_cloudwatchlogs::Client::new(&sdk);
-        let mut out = Vec::new();
-        let groups = cwl
-            .describe_log_groups()
-            .log_group_name_prefix(&self.group_prefix)
-            .send()
-            .await
-            .expect("describe log groups")
-            .log_groups
-            .unwrap_or_default();
-        for g in groups {
-            let group = g.log_group_name.unwrap_or_default();
-            let streams = cwl
-                .describe_log_streams()
-                .log_group_name(&group)
-                .send()
-                .await
-                .expect("describe log streams")
-                .log_streams
-                .unwrap_or_default();
-            for s in streams {
-                let stream = s.log_stream_name.unwrap_or_default();
-                let mut token: Option<String> = None;
-                loop {
-                    let page = cwl
-                        .get_log_events()
-                        .log_group_name(&group)
-                        .log_stream_name(&stream)
-                        .start_from_head(true)
-                        .set_next_token(token.clone())
-                        .send()
-                        .await
-                        .expect("get log events");
-                    let events = page.events.unwrap_or_default();
-                    let empty = events.is_empty();
-                    out.extend(
-                        events
-                            .into_iter()
-                            .filter_map(|e| e.message)
-                            .map(String::into_bytes),
-                    );
-                    let next = page.next_forward_token;
-                    if empty || next.is_none() || next == token {
-                        break;
-                    }
-                    token = next;
-                }
-            }
-        }
-        out.sort();
-        out
+        trailhose_testkit::cloudwatch_messages(endpoint, REGION, &self.group_prefix).await
     }
 
     /// Every message of a queue (made invisible for a minute).
